@@ -1,0 +1,40 @@
+# pgautodumper — every target sets itself up; `make run` and `make test` work on a fresh machine.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install run test bench lint format package clean
+
+install: $(STAMP)
+
+# Re-installs only when pyproject.toml changes: quick when already done.
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+run: install
+	$(BIN)/pgautodumper local-run
+
+test: install
+	$(BIN)/pytest
+
+bench: install
+	$(BIN)/python bench/bench.py
+
+lint: install
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+package: install
+	$(BIN)/python scripts/package_lambdas.py
+
+clean:
+	rm -rf $(VENV) build .pytest_cache .ruff_cache

@@ -1,0 +1,8 @@
+"""pgautodumper: serverless, scheduled, verified PostgreSQL backups on AWS."""
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("pgautodumper")
+except PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0.0.0+unknown"

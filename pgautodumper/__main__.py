@@ -1,0 +1,3 @@
+from pgautodumper.cli import main
+
+main()

@@ -1,0 +1,45 @@
+"""boto3 clients, configured once.
+
+Endpoint, region and credentials come from the standard AWS environment
+(``AWS_ENDPOINT_URL``, ``AWS_ENDPOINT_URL_S3``, ``AWS_REGION``/``AWS_DEFAULT_REGION``,
+profiles, instance and task roles): boto3 reads them itself.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cache
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+_CONFIG = Config(
+    # max_attempts is left to AWS_MAX_ATTEMPTS (standard mode default: 3).
+    retries={"mode": "standard"},
+    connect_timeout=10,
+    read_timeout=60,
+    max_pool_connections=16,
+    user_agent_extra="pgautodumper",
+)
+
+
+@cache
+def _session() -> boto3.session.Session:
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or None
+    return boto3.session.Session(region_name=region or "us-east-1")
+
+
+def client(service: str) -> Any:
+    """A client for ``service``; cached per process, safe to share across threads."""
+    return _cached_client(service, os.environ.get("AWS_ENDPOINT_URL"))
+
+
+@cache
+def _cached_client(service: str, _endpoint: str | None) -> Any:
+    return _session().client(service, config=_CONFIG)
+
+
+def error_code(exc: Exception) -> str:
+    response = getattr(exc, "response", None) or {}
+    return str(response.get("Error", {}).get("Code", ""))

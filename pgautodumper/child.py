@@ -1,0 +1,78 @@
+"""Child processes (pg_dump, pg_restore) whose stderr we keep for error messages."""
+
+from __future__ import annotations
+
+import collections
+import signal
+import subprocess
+import threading
+from collections.abc import Sequence
+from typing import IO
+
+STDERR_LINES = 20
+
+
+class ToolProcess:
+    """A running tool; its stderr tail is kept (redacted) for messages."""
+
+    def __init__(
+        self,
+        argv: Sequence[str],
+        env: dict[str, str],
+        *,
+        stdin: int | None = None,
+        stdout: int | None = None,
+        secrets: Sequence[str] = (),
+    ) -> None:
+        self.name = argv[0].rsplit("/", 1)[-1]
+        self._secrets = [s for s in secrets if s]
+        self._tail: collections.deque[str] = collections.deque(maxlen=STDERR_LINES)
+        self.process = subprocess.Popen(
+            list(argv), env=env, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE
+        )
+        self._reader = threading.Thread(
+            target=self._read_stderr, name=f"{self.name}-stderr", daemon=True
+        )
+        self._reader.start()
+
+    @property
+    def stdin(self) -> IO[bytes]:
+        assert self.process.stdin is not None
+        return self.process.stdin
+
+    @property
+    def stdout(self) -> IO[bytes]:
+        assert self.process.stdout is not None
+        return self.process.stdout
+
+    def _read_stderr(self) -> None:
+        assert self.process.stderr is not None
+        for raw in self.process.stderr:
+            line = raw.decode(errors="replace").rstrip()
+            for secret in self._secrets:
+                line = line.replace(secret, "***")
+            if line:
+                self._tail.append(line)
+
+    def wait(self) -> int:
+        code = self.process.wait()
+        self._reader.join(timeout=5)
+        return code
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.wait()
+
+    def stderr_tail(self) -> str:
+        return " | ".join(self._tail)
+
+    def failure(self) -> str:
+        """'pg_dump exited with code 1: <last stderr lines>' for messages."""
+        code = self.process.returncode
+        if code is not None and code < 0:
+            what = f"{self.name} was killed by {signal.Signals(-code).name}"
+        else:
+            what = f"{self.name} exited with code {code}"
+        tail = self.stderr_tail()
+        return f"{what}: {tail}" if tail else what

@@ -1,0 +1,64 @@
+"""pgautodumper list: the backups of a name, newest first."""
+
+from __future__ import annotations
+
+import click
+from pydantic import BaseModel
+
+from pgautodumper import catalog
+from pgautodumper.cli.options import bucket_options, emit, json_option
+
+
+class ListedBackup(BaseModel):
+    """One row of ``list --json`` (a stable shape for scripts)."""
+
+    key: str
+    started_at: str
+    complete: bool
+    stored_bytes: int | None
+    duration_seconds: float | None
+    verified: str
+
+
+@click.command("list")
+@bucket_options
+@click.option("--name", required=True, help="Backup name.")
+@click.option("--all", "show_all", is_flag=True, help="Also incomplete leftovers, flagged.")
+@json_option
+def command(bucket: str, prefix: str, name: str, show_all: bool, as_json: bool) -> None:
+    """Complete backups of NAME (with --all, incomplete leftovers too)."""
+    rows = [
+        _row(bucket, entry)
+        for entry in catalog.list_backups(bucket, prefix, name)
+        if entry.complete or show_all
+    ]
+    text = "\n".join(
+        f"{r.started_at}  {_size(r.stored_bytes):>10}  "
+        f"{'' if r.duration_seconds is None else f'{r.duration_seconds:.1f}s':>8}  "
+        f"{r.verified if r.complete else 'INCOMPLETE':<12}  {r.key}"
+        for r in rows
+    )
+    emit([r.model_dump() for r in rows], as_json, text or f"no backups of {name!r}")
+
+
+def _row(bucket: str, entry: catalog.BackupEntry) -> ListedBackup:
+    manifest = catalog.read_manifest(bucket, entry.keys) if entry.complete else None
+    verdict = catalog.read_verdict(bucket, entry.keys) if entry.has_verdict else None
+    return ListedBackup(
+        key=entry.keys.dump,
+        started_at=entry.keys.started_at.isoformat(),
+        complete=entry.complete,
+        stored_bytes=manifest.stored_bytes if manifest else entry.dump_size,
+        duration_seconds=manifest.duration_seconds if manifest else None,
+        verified=verdict.verdict if verdict else "unverified",
+    )
+
+
+def _size(size: int | None) -> str:
+    if size is None:
+        return "-"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return str(size)

@@ -1,0 +1,66 @@
+"""Options shared by several verbs: where the database and the store are."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import click
+from pydantic import BaseModel
+
+from pgautodumper.connection import ConnectionInfo
+from pgautodumper.errors import UsageError
+from pgautodumper.secrets import fetch_secret
+
+
+def bucket_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    func = click.option(
+        "--prefix", default="", envvar="PGAUTODUMPER_PREFIX", show_default=True,
+        help="Key prefix inside the bucket.",
+    )(func)  # fmt: skip
+    return click.option(
+        "--bucket", required=True, envvar="PGAUTODUMPER_BUCKET", help="S3 bucket of the backups."
+    )(func)
+
+
+def json_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")(func)
+
+
+def source_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """--database-url | --secret-id [--secret-version-id] | the PG* environment."""
+    func = click.option(
+        "--secret-version-id", envvar="PGAUTODUMPER_SECRET_VERSION_ID",
+        help="Pin the secret version (the workflow does, so rotation cannot split a run).",
+    )(func)  # fmt: skip
+    func = click.option(
+        "--secret-id", envvar="PGAUTODUMPER_SECRET_ID",
+        help="Secrets Manager secret (RDS format: host, port, username, password, dbname).",
+    )(func)  # fmt: skip
+    return click.option(
+        "--database-url", envvar="PGAUTODUMPER_DATABASE_URL",
+        help="postgresql://user@host:port/dbname (password better in PGPASSWORD or ~/.pgpass).",
+    )(func)  # fmt: skip
+
+
+def connection_from(
+    database_url: str | None, secret_id: str | None, secret_version_id: str | None
+) -> ConnectionInfo:
+    if database_url and secret_id:
+        raise UsageError("give either --database-url or --secret-id, not both")
+    if secret_id:
+        return fetch_secret(secret_id, secret_version_id).connection()
+    if database_url:
+        return ConnectionInfo.from_url(database_url)
+    return ConnectionInfo.from_environment()
+
+
+def emit(model: BaseModel | list[Any] | dict[str, Any], as_json: bool, text: str) -> None:
+    """JSON (stable, for scripts) or text (for people) on stdout."""
+    if not as_json:
+        click.echo(text)
+    elif isinstance(model, BaseModel):
+        click.echo(model.model_dump_json(indent=2, by_alias=True))
+    else:
+        click.echo(json.dumps(model, indent=2, default=str))

@@ -1,0 +1,153 @@
+"""A throwaway PostgreSQL server for the local runtime, tests and benchmarks.
+
+``initdb`` into a temporary directory, listen on 127.0.0.1 with scram
+passwords, stop and delete everything on exit. PostgreSQL refuses to run as
+root, so as root the server runs as the ``postgres`` user.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+from pathlib import Path
+from urllib.parse import quote
+
+from pgautodumper.errors import PgToolError
+
+SUPERUSER = "postgres"
+
+
+def server_bin_dir() -> Path:
+    """The newest installed PostgreSQL server binaries."""
+    candidates = sorted(
+        glob.glob("/usr/lib/postgresql/*/bin/initdb"),
+        key=lambda p: int(Path(p).parent.parent.name),
+    )
+    if candidates:
+        return Path(candidates[-1]).parent
+    initdb = shutil.which("initdb")
+    if initdb:
+        return Path(initdb).parent
+    raise PgToolError(
+        "no PostgreSQL server binaries (initdb) found",
+        hint="install them, e.g. 'apt-get install postgresql'",
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class ThrowawayPostgres:
+    """A private PostgreSQL cluster; use as a context manager."""
+
+    def __init__(
+        self, *, port: int | None = None, bin_dir: Path | None = None, root: Path | None = None
+    ) -> None:
+        self.bin_dir = bin_dir or server_bin_dir()
+        self.port = port or free_port()
+        self.root = root or Path(tempfile.mkdtemp(prefix="pgad-pg-"))
+        self.owned = root is None
+        self.data = self.root / "data"
+        self.socket_dir = self.root / "run"
+        self.log = self.root / "server.log"
+        self._run_as = SUPERUSER if os.geteuid() == 0 else None
+
+    # -- lifecycle ---------------------------------------------------------
+
+    def start(self) -> ThrowawayPostgres:
+        self.socket_dir.mkdir()
+        if self._run_as:
+            entry = pwd.getpwnam(self._run_as)
+            os.chmod(self.root, 0o755)
+            for path in (self.root, self.socket_dir):
+                os.chown(path, entry.pw_uid, entry.pw_gid)
+        self._run(
+            "initdb", "-D", str(self.data), "-U", SUPERUSER, "-E", "UTF8",
+            "--locale=C", "--auth-local=trust", "--auth-host=scram-sha-256",
+        )  # fmt: skip
+        options = (
+            f"-p {self.port} -k {self.socket_dir} -c listen_addresses=127.0.0.1 "
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
+            "-c max_connections=100"
+        )
+        self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.log), "-w", "start")
+        return self
+
+    @classmethod
+    def attach(cls, root: Path, port: int) -> ThrowawayPostgres:
+        """A server another process started (CI); stopping it is left to that process."""
+        return cls(port=port, root=root)
+
+    def stop(self) -> None:
+        if not self.owned:
+            return
+        if (self.data / "postmaster.pid").exists():
+            self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop", check=False)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def __enter__(self) -> ThrowawayPostgres:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- access ------------------------------------------------------------
+
+    @property
+    def admin_url(self) -> str:
+        """Superuser over the private socket (trust auth: no password exists)."""
+        return f"postgresql://{SUPERUSER}@/postgres?host={quote(str(self.socket_dir))}&port={self.port}"
+
+    def url(self, user: str, password: str, dbname: str = "postgres") -> str:
+        """A TCP URL with a scram password, the way a real server is reached."""
+        return f"postgresql://{quote(user)}:{quote(password)}@127.0.0.1:{self.port}/{quote(dbname)}"
+
+    def psql(self, sql: str, dbname: str = "postgres") -> str:
+        result = self._run(
+            "psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", str(self.socket_dir),
+            "-p", str(self.port), "-U", SUPERUSER, "-d", dbname, "-At", "-c", sql,
+        )  # fmt: skip
+        return result.stdout
+
+    def _run(self, tool: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        argv = [str(self.bin_dir / tool), *args]
+        if self._run_as:
+            argv = ["runuser", "-u", self._run_as, "--", *argv]
+        result = subprocess.run(argv, capture_output=True, text=True, cwd=self.root, check=False)
+        if check and result.returncode != 0:
+            raise PgToolError(
+                f"{tool} failed with exit code {result.returncode}: "
+                f"{(result.stderr or result.stdout).strip()[-2000:]}",
+                hint=f"see {self.log}",
+            )
+        return result
+
+
+def main() -> None:
+    """``python -m pgautodumper.local.postgres``: start a server, print ``ROOT PORT``.
+
+    CI starts PostgreSQL this way before the tests (which attach to it through
+    ``PGAUTODUMPER_TEST_PG=ROOT:PORT``); it stays up until SIGTERM.
+    """
+    import signal
+    import sys
+
+    server = ThrowawayPostgres().start()
+    print(server.root, server.port, flush=True)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        signal.pause()
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,99 @@
+"""A held snapshot: what pg_dump sees is exactly what the row counts count.
+
+A REPEATABLE READ transaction exports its snapshot; pg_dump imports it with
+``--snapshot`` while this connection stays open, and the exact per-table row
+counts recorded in the manifest are taken in the same transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import psycopg
+from psycopg import sql
+from pydantic import BaseModel
+
+from pgautodumper.connection import ConnectionInfo, connect
+from pgautodumper.errors import DatabaseError, DatabasePermissionError, redact
+from pgautodumper.manifest import TableRows
+
+# Tables whose data pg_dump writes: ordinary tables and leaf partitions, outside
+# the system schemas, not owned by an extension.
+_DUMPED_TABLES = """
+SELECT n.nspname, c.relname
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.relkind = 'r'
+   AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+   AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp\\_%'
+   AND NOT EXISTS (SELECT 1 FROM pg_depend d
+                    WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
+                      AND d.deptype = 'e')
+ ORDER BY 1, 2
+"""
+
+
+class ServerInfo(BaseModel):
+    database: str
+    server_version: str
+    server_version_num: int
+    database_size_bytes: int
+
+
+def server_info(conn: psycopg.Connection) -> ServerInfo:
+    row = conn.execute(
+        "SELECT current_database(), current_setting('server_version'),"
+        " current_setting('server_version_num')::int, pg_database_size(current_database())"
+    ).fetchone()
+    assert row is not None
+    return ServerInfo(
+        database=row[0],
+        server_version=row[1],
+        server_version_num=row[2],
+        database_size_bytes=row[3],
+    )
+
+
+def count_rows(conn: psycopg.Connection) -> list[TableRows]:
+    """Exact row counts of every dumped table, in the connection's snapshot."""
+    counts = []
+    for schema, table in conn.execute(_DUMPED_TABLES).fetchall():
+        query = sql.SQL("SELECT count(*) FROM {}.{}").format(
+            sql.Identifier(schema), sql.Identifier(table)
+        )
+        try:
+            row = conn.execute(query).fetchone()
+        except psycopg.errors.InsufficientPrivilege:
+            raise DatabasePermissionError(
+                f"cannot read table {schema}.{table} in {conn.info.dbname}",
+                hint="grant SELECT on it to the backup role (run 'pgautodumper preflight')",
+            ) from None
+        counts.append(TableRows(schema=schema, table=table, rows=row[0] if row else 0))
+    return counts
+
+
+class HeldSnapshot(BaseModel):
+    snapshot_id: str
+    server: ServerInfo
+
+
+@contextmanager
+def held_snapshot(info: ConnectionInfo) -> Iterator[tuple[HeldSnapshot, psycopg.Connection]]:
+    """Export a snapshot and keep its transaction open for the duration."""
+    with connect(info, autocommit=False) as conn:
+        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        conn.read_only = True
+        try:
+            server = server_info(conn)
+            row = conn.execute("SELECT pg_export_snapshot()").fetchone()
+        except psycopg.Error as exc:
+            raise DatabaseError(
+                f"cannot export a snapshot on {info.describe()}: "
+                f"{redact(str(exc), info.secret_values())}",
+                hint="a hot standby cannot export snapshots before PostgreSQL 10",
+            ) from None
+        assert row is not None
+        try:
+            yield HeldSnapshot(snapshot_id=row[0], server=server), conn
+        finally:
+            conn.rollback()

@@ -1,0 +1,280 @@
+"""Where dump bytes go and come back from: S3 multipart uploads and streams.
+
+A :class:`Sink` receives the compressed stream. :class:`S3MultipartSink`
+uploads it as a multipart upload with bounded memory: at most
+``MAX_IN_FLIGHT`` parts travel while one more is being filled, so peak memory
+is a small multiple of the part size whatever the database size. The part
+size starts from the database size and doubles every 1,000 parts, so 10,000
+parts always reach S3's 5 TiB object limit. Nothing is visible until
+``complete()``; anything else aborts the upload.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Protocol
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from pgautodumper import aws
+from pgautodumper.errors import (
+    BackupExistsError,
+    BackupNotFoundError,
+    BucketNotFoundError,
+    StorageAccessDeniedError,
+    StorageError,
+    StorageUnavailableError,
+)
+
+MiB = 1024 * 1024
+MIN_PART_SIZE = 5 * MiB  # S3's minimum for every part but the last
+DEFAULT_PART_SIZE = 16 * MiB
+MAX_PART_SIZE = 5 * 1024 * MiB
+MAX_PARTS = 10_000
+PARTS_PER_STEP = 1_000
+MAX_IN_FLIGHT = 2
+READ_CHUNK = 1 * MiB
+
+
+def initial_part_size(database_size_bytes: int, minimum: int = DEFAULT_PART_SIZE) -> int:
+    """A part size at which the database's own size fits in 10,000 parts, in whole MiB.
+
+    The stored stream is usually smaller than the database, but not always
+    (hex-encoded bytea that does not compress); :func:`part_size` growth
+    covers that case.
+    """
+    needed = -(-database_size_bytes // MAX_PARTS)
+    size = max(minimum, -(-needed // MiB) * MiB)
+    return min(size, MAX_PART_SIZE)
+
+
+def part_size(part_number: int, base: int) -> int:
+    """Size of part ``part_number`` (1-based): doubles every 1,000 parts.
+
+    With a 5 MiB base the first 10,000 parts hold over 2.5 TiB; with the
+    16 MiB default, more than S3's 5 TiB object limit.
+    """
+    return min(base << ((part_number - 1) // PARTS_PER_STEP), MAX_PART_SIZE)
+
+
+def storage_error(exc: Exception, *, bucket: str, key: str, action: str) -> StorageError:
+    """Map a boto3 error to the named storage error, for messages users can act on."""
+    where = f"s3://{bucket}/{key}"
+    if isinstance(exc, BotoCoreError):
+        return StorageUnavailableError(
+            f"{action} {where}: {exc}", hint="check AWS_ENDPOINT_URL, network and region"
+        )
+    code = aws.error_code(exc)
+    if code == "NoSuchBucket":
+        return BucketNotFoundError(
+            f"{action} {where}: bucket {bucket} does not exist",
+            hint="check --bucket and the region",
+        )
+    if code in (
+        "AccessDenied",
+        "403",
+        "Forbidden",
+        "AllAccessDisabled",
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+    ):
+        return StorageAccessDeniedError(
+            f"{action} {where}: access denied ({code})",
+            hint="check the credentials and that the role may use this bucket and prefix",
+        )
+    if code in ("NoSuchKey", "404", "NotFound"):
+        return BackupNotFoundError(
+            f"{action} {where}: no such object", hint="'pgautodumper list' shows the backups"
+        )
+    if code in ("PreconditionFailed", "ConditionalRequestConflict"):
+        return BackupExistsError(
+            f"{action} {where}: the key already exists and is never overwritten",
+            hint="start a new run (a new run id)",
+        )
+    if code.startswith("5") or code in ("SlowDown", "InternalError", "ServiceUnavailable"):
+        return StorageUnavailableError(f"{action} {where}: S3 error {code}", hint="retry later")
+    return StorageError(f"{action} {where}: {code or exc}")
+
+
+class Sink(Protocol):
+    """Receives the stored bytes of one dump, in order."""
+
+    def write(self, data: bytes) -> None: ...
+
+    def complete(self) -> int:
+        """Make the object visible; returns the number of parts."""
+        ...
+
+    def abort(self) -> None:
+        """Discard everything; must be safe to call at any time, more than once."""
+        ...
+
+
+class NullSink:
+    """Counts and drops the bytes: the benchmark seam for the dump stage."""
+
+    def __init__(self) -> None:
+        self.size = 0
+
+    def write(self, data: bytes) -> None:
+        self.size += len(data)
+
+    def complete(self) -> int:
+        return 1
+
+    def abort(self) -> None:
+        pass
+
+
+class S3MultipartSink:
+    """A multipart upload with at most MAX_IN_FLIGHT parts in memory at once."""
+
+    def __init__(self, bucket: str, key: str, *, base_part_size: int = DEFAULT_PART_SIZE) -> None:
+        if base_part_size < MIN_PART_SIZE:
+            raise StorageError(f"part size {base_part_size} is below S3's minimum of 5 MiB")
+        self.bucket, self.key = bucket, key
+        self.base_part_size = base_part_size
+        self._s3 = aws.client("s3")
+        self._chunks: list[bytes] = []
+        self._buffered = 0
+        self._parts: list[Future[dict[str, object]]] = []
+        self._slots = threading.Semaphore(MAX_IN_FLIGHT)
+        self._pool = ThreadPoolExecutor(MAX_IN_FLIGHT, thread_name_prefix="s3-part")
+        self._upload_id: str | None = None
+        self._closed = False
+        self._refuse_existing()
+        try:
+            response = self._s3.create_multipart_upload(Bucket=bucket, Key=key)
+        except (ClientError, BotoCoreError) as exc:
+            raise storage_error(exc, bucket=bucket, key=key, action="start upload of") from None
+        self._upload_id = response["UploadId"]
+
+    def _refuse_existing(self) -> None:
+        """Fail before uploading anything if the key is taken (a retried run)."""
+        try:
+            self._s3.head_object(Bucket=self.bucket, Key=self.key)
+        except ClientError as exc:
+            if aws.error_code(exc) in ("404", "NoSuchKey", "NotFound"):
+                return
+            raise storage_error(exc, bucket=self.bucket, key=self.key, action="check") from None
+        except BotoCoreError as exc:
+            raise storage_error(exc, bucket=self.bucket, key=self.key, action="check") from None
+        raise BackupExistsError(
+            f"s3://{self.bucket}/{self.key} already exists and is never overwritten",
+            hint="start a new run (a new run id)",
+        )
+
+    @property
+    def current_part_size(self) -> int:
+        return part_size(len(self._parts) + 1, self.base_part_size)
+
+    def write(self, data: bytes) -> None:
+        self._chunks.append(data)
+        self._buffered += len(data)
+        if self._buffered >= self.current_part_size:
+            self._flush()
+
+    def _flush(self) -> None:
+        body = b"".join(self._chunks)
+        self._chunks, self._buffered = [], 0
+        self._raise_failed_part()
+        self._slots.acquire()  # backpressure: the producer waits for a free slot
+        number = len(self._parts) + 1
+        self._parts.append(self._pool.submit(self._upload_part, number, body))
+
+    def _upload_part(self, number: int, body: bytes) -> dict[str, object]:
+        try:
+            response = self._s3.upload_part(
+                Bucket=self.bucket,
+                Key=self.key,
+                UploadId=self._upload_id,
+                PartNumber=number,
+                Body=body,
+            )
+            return {"PartNumber": number, "ETag": response["ETag"]}
+        finally:
+            self._slots.release()
+
+    def _raise_failed_part(self) -> None:
+        for future in self._parts:
+            if future.done() and future.exception() is not None:
+                self._part_result(future)
+
+    def _part_result(self, future: Future[dict[str, object]]) -> dict[str, object]:
+        try:
+            return future.result()
+        except (ClientError, BotoCoreError) as exc:
+            raise storage_error(
+                exc, bucket=self.bucket, key=self.key, action="upload part of"
+            ) from None
+
+    def complete(self) -> int:
+        if self._buffered or not self._parts:
+            self._flush()
+        parts = [self._part_result(f) for f in self._parts]
+        try:
+            self._s3.complete_multipart_upload(
+                Bucket=self.bucket,
+                Key=self.key,
+                UploadId=self._upload_id,
+                MultipartUpload={"Parts": parts},
+                IfNoneMatch="*",
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise storage_error(exc, bucket=self.bucket, key=self.key, action="complete") from None
+        self._close()
+        return len(parts)
+
+    def abort(self) -> None:
+        if self._closed:
+            return
+        self._close()
+        # If this fails too, the bucket's lifecycle rule aborts the upload after a day.
+        with contextlib.suppress(ClientError, BotoCoreError):
+            self._s3.abort_multipart_upload(
+                Bucket=self.bucket, Key=self.key, UploadId=self._upload_id
+            )
+
+    def _close(self) -> None:
+        self._closed = True
+        self._chunks = []
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def put_if_absent(bucket: str, key: str, body: bytes) -> None:
+    """Write a small object that must never replace an existing one."""
+    try:
+        aws.client("s3").put_object(
+            Bucket=bucket, Key=key, Body=body, IfNoneMatch="*", ContentType="application/json"
+        )
+    except (ClientError, BotoCoreError) as exc:
+        raise storage_error(exc, bucket=bucket, key=key, action="write") from None
+
+
+def put(bucket: str, key: str, body: bytes) -> None:
+    try:
+        aws.client("s3").put_object(
+            Bucket=bucket, Key=key, Body=body, ContentType="application/json"
+        )
+    except (ClientError, BotoCoreError) as exc:
+        raise storage_error(exc, bucket=bucket, key=key, action="write") from None
+
+
+def get(bucket: str, key: str) -> bytes:
+    try:
+        return aws.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+    except (ClientError, BotoCoreError) as exc:
+        raise storage_error(exc, bucket=bucket, key=key, action="read") from None
+
+
+def stream(bucket: str, key: str) -> Iterator[bytes]:
+    """The object's bytes in chunks; transport errors become named errors."""
+    try:
+        body = aws.client("s3").get_object(Bucket=bucket, Key=key)["Body"]
+        while chunk := body.read(READ_CHUNK):
+            yield chunk
+    except (ClientError, BotoCoreError) as exc:
+        raise storage_error(exc, bucket=bucket, key=key, action="read") from None

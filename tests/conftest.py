@@ -1,0 +1,120 @@
+"""Shared fixtures: a real PostgreSQL server and a moto server over HTTP.
+
+CI starts both before pytest and names them in ``PGAUTODUMPER_TEST_PG``
+(``ROOT:PORT``) and ``PGAUTODUMPER_TEST_MOTO`` (an endpoint URL); without them
+the session starts its own.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+
+from pgautodumper import aws
+from pgautodumper.local.moto_server import MotoServer
+from pgautodumper.local.postgres import ThrowawayPostgres
+
+REPO = Path(__file__).resolve().parent.parent
+BACKUP_ROLE = "pgad_backup"
+# Random per session: tests scan every output for it.
+BACKUP_PASSWORD = f"pw-{secrets.token_hex(12)}"
+
+
+@pytest.fixture(scope="session")
+def pg() -> Iterator[ThrowawayPostgres]:
+    attached = os.environ.get("PGAUTODUMPER_TEST_PG")
+    if attached:
+        root, port = attached.rsplit(":", 1)
+        server = ThrowawayPostgres.attach(Path(root), int(port))
+    else:
+        server = ThrowawayPostgres().start()
+    server.psql(
+        f"DROP ROLE IF EXISTS {BACKUP_ROLE}; "
+        f"CREATE ROLE {BACKUP_ROLE} LOGIN SUPERUSER PASSWORD '{BACKUP_PASSWORD}'"
+    )
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[str]:
+    endpoint = os.environ.get("PGAUTODUMPER_TEST_MOTO")
+    if endpoint:
+        yield endpoint
+        return
+    with MotoServer() as server:
+        yield server.endpoint
+
+
+@pytest.fixture(scope="session", autouse=True)
+def aws_environment(moto_server: str) -> Iterator[None]:
+    """Point every AWS client (ours, boto3's, the CLI subprocesses') at moto."""
+    values = {
+        "AWS_ENDPOINT_URL": moto_server,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": "us-east-1",
+    }
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    for var in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
+        os.environ.pop(var, None)
+    aws._session.cache_clear()
+    aws._cached_client.cache_clear()
+    yield
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture
+def s3():
+    return boto3.client("s3")
+
+
+@pytest.fixture
+def bucket(s3) -> str:
+    name = f"pgad-test-{secrets.token_hex(6)}"
+    s3.create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture
+def make_database(pg: ThrowawayPostgres):
+    """Create a fresh database, optionally filled by SQL; returns its TCP URL."""
+
+    def make(sql: str = "", *, name: str | None = None) -> str:
+        dbname = name or f"db_{secrets.token_hex(5)}"
+        pg.psql(f'CREATE DATABASE "{dbname}" TEMPLATE template0')
+        if sql:
+            pg.psql(sql, dbname=dbname)
+        return pg.url(BACKUP_ROLE, BACKUP_PASSWORD, dbname)
+
+    return make
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: int = 300):
+    """Run the real ``pgautodumper`` CLI in a child process."""
+    return subprocess.run(
+        [sys.executable, "-m", "pgautodumper", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=timeout,
+        check=False,
+    )
+
+
+@pytest.fixture
+def cli():
+    return run_cli

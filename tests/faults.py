@@ -1,0 +1,94 @@
+"""A fault-injecting HTTP proxy in front of the moto server.
+
+Requests pass through unchanged until the rule says otherwise; then the proxy
+answers 500 itself, the way an S3 outage looks to a client.
+"""
+
+from __future__ import annotations
+
+import http.client
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
+
+Rule = Callable[[str, str], bool]  # (method, path with query) -> fail this request?
+
+_ERROR = (
+    b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>InternalError</Code>'
+    b"<Message>injected fault</Message></Error>"
+)
+
+
+def fail_upload_parts_after(count: int) -> Rule:
+    """Let ``count`` UploadPart requests through, fail every later one."""
+    seen = {"parts": 0}
+    lock = threading.Lock()
+
+    def rule(method: str, path: str) -> bool:
+        if method != "PUT" or "partNumber=" not in path:
+            return False
+        with lock:
+            seen["parts"] += 1
+            return seen["parts"] > count
+
+    return rule
+
+
+@contextmanager
+def faulty_proxy(
+    upstream: str, rule: Rule = lambda *_: False, part_delay: float = 0.0
+) -> Iterator[str]:
+    """Proxy to ``upstream``; ``rule`` picks requests to fail, ``part_delay`` slows
+    every UploadPart (a throttled link), so a test can act mid-stream."""
+    target = urlsplit(upstream)
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def _relay(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            if part_delay and "partNumber=" in self.path:
+                time.sleep(part_delay)
+            if rule(self.command, self.path):
+                self.send_response(500)
+                self.send_header("Content-Type", "application/xml")
+                self.send_header("Content-Length", str(len(_ERROR)))
+                self.end_headers()
+                self.wfile.write(_ERROR)
+                return
+            conn = http.client.HTTPConnection(target.hostname, target.port, timeout=60)
+            headers = {k: v for k, v in self.headers.items() if k.lower() != "expect"}
+            conn.request(self.command, self.path, body=body, headers=headers)
+            response = conn.getresponse()
+            payload = response.read()
+            self.send_response(response.status)
+            head = self.command == "HEAD"
+            for key, value in response.getheaders():
+                dropped = ("transfer-encoding", "connection") + (
+                    () if head else ("content-length",)
+                )
+                if key.lower() not in dropped:
+                    self.send_header(key, value)
+            if not head:
+                self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+            conn.close()
+
+        do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _relay
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()

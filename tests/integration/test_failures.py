@@ -1,0 +1,150 @@
+"""No partial backup is ever visible, whatever fails mid-stream."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pgautodumper import storage
+from pgautodumper.errors import BackupExistsError
+from tests.faults import fail_upload_parts_after, faulty_proxy
+
+PART = 5 * 1024 * 1024
+# About 40 MB of hex text: several 5 MiB parts after zstd.
+BIG_SQL = """
+CREATE TABLE blobs (id int PRIMARY KEY, payload text);
+INSERT INTO blobs SELECT g, (SELECT string_agg(md5(random()::text || g || i), '')
+                               FROM generate_series(1, 64) i)
+  FROM generate_series(1, 20000) g;
+"""
+
+
+@pytest.fixture(scope="module")
+def big_database(make_database_module) -> str:
+    return make_database_module(BIG_SQL)
+
+
+@pytest.fixture(scope="module")
+def make_database_module(pg):
+    from tests.conftest import BACKUP_PASSWORD, BACKUP_ROLE
+
+    def make(sql: str) -> str:
+        pg.psql('CREATE DATABASE "failures_big" TEMPLATE template0')
+        pg.psql(sql, dbname="failures_big")
+        return pg.url(BACKUP_ROLE, BACKUP_PASSWORD, "failures_big")
+
+    return make
+
+
+def assert_nothing_stored(s3, bucket: str) -> None:
+    assert s3.list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0
+    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
+def _children(pid: int, name: str) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            comm = stat.read_text().split("(", 1)[1].rsplit(")", 1)[0]
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == pid and comm == name:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _start_backup(database: str, bucket: str, **env: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "pgautodumper", "backup", "--database-url", database,
+         "--bucket", bucket, "--name", "big", "--part-size", str(PART)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **env},
+    )  # fmt: skip
+
+
+def _wait_for_first_part(s3, bucket: str, process: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and process.poll() is None:
+        for upload in s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []):
+            parts = s3.list_parts(Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+            if parts.get("Parts"):
+                return
+        time.sleep(0.05)
+    pytest.fail("the backup never uploaded a first part")
+
+
+@pytest.fixture
+def slow_link(moto_server) -> Iterator[str]:
+    """A throttled link to S3, so the test can act while the stream is running."""
+    with faulty_proxy(moto_server, part_delay=1.0) as proxy:
+        yield proxy
+
+
+def test_pg_dump_killed_mid_stream_leaves_nothing(big_database, bucket, s3, slow_link):
+    process = _start_backup(big_database, bucket, AWS_ENDPOINT_URL=slow_link)
+    _wait_for_first_part(s3, bucket, process)
+    dumps = _children(process.pid, "pg_dump")
+    assert dumps, "pg_dump should still be running"
+    os.kill(dumps[0], signal.SIGKILL)
+    _, stderr = process.communicate(timeout=60)
+
+    assert process.returncode == 21, stderr
+    assert "pg_dump was killed by SIGKILL" in stderr
+    assert "Traceback" not in stderr
+    assert_nothing_stored(s3, bucket)
+
+
+def test_sigterm_aborts_the_upload(big_database, bucket, s3, slow_link):
+    process = _start_backup(big_database, bucket, AWS_ENDPOINT_URL=slow_link)
+    _wait_for_first_part(s3, bucket, process)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+
+    assert process.returncode == 130, stderr
+    assert "stopped by SIGTERM" in stderr
+    assert_nothing_stored(s3, bucket)
+
+
+def test_s3_failing_mid_upload_aborts_and_stores_nothing(big_database, bucket, s3, moto_server):
+    with faulty_proxy(moto_server, fail_upload_parts_after(1)) as proxy:
+        process = _start_backup(big_database, bucket, AWS_ENDPOINT_URL=proxy, AWS_MAX_ATTEMPTS="2")
+        _, stderr = process.communicate(timeout=120)
+
+    assert process.returncode == 34, stderr
+    assert "upload part of" in stderr and "InternalError" in stderr
+    assert_nothing_stored(s3, bucket)
+
+
+def test_a_second_run_cannot_overwrite_an_existing_backup(cli, make_database, bucket, s3):
+    database = make_database("CREATE TABLE t AS SELECT 1 AS x")
+    args = ("backup", "--database-url", database, "--bucket", bucket, "--name", "same",
+            "--run-id", "exec-1", "--started-at", "2026-01-02T03:04:05Z", "--json")  # fmt: skip
+    first = cli(*args)
+    assert first.returncode == 0, first.stderr
+    key = json.loads(first.stdout)["dump_key"]
+    original = s3.get_object(Bucket=bucket, Key=key)["ETag"]
+
+    second = cli(*args)
+    assert second.returncode == 33, second.stderr
+    assert "already exists and is never overwritten" in second.stderr
+    assert s3.get_object(Bucket=bucket, Key=key)["ETag"] == original
+    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
+def test_complete_refuses_a_key_written_while_uploading(bucket, s3):
+    """If-None-Match on CompleteMultipartUpload closes the race the pre-check leaves."""
+    sink = storage.S3MultipartSink(bucket, "race/key.dump.zst")
+    sink.write(b"ours")
+    s3.put_object(Bucket=bucket, Key="race/key.dump.zst", Body=b"theirs")
+    with pytest.raises(BackupExistsError):
+        sink.complete()
+    sink.abort()
+    assert s3.get_object(Bucket=bucket, Key="race/key.dump.zst")["Body"].read() == b"theirs"

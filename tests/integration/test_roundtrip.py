@@ -1,0 +1,71 @@
+"""Backup → restore → verify of a database rich in types and objects."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pgautodumper import layout
+from tests.conftest import BACKUP_PASSWORD
+from tests.pgcompare import fingerprint
+
+RICH_SQL = (Path(__file__).parent.parent / "data" / "rich.sql").read_text()
+
+
+def test_restored_database_equals_source(cli, make_database, bucket, s3):
+    source = make_database(RICH_SQL)
+    target = make_database()
+
+    backup = cli("backup", "--database-url", source, "--bucket", bucket, "--name", "rich", "--json")
+    assert backup.returncode == 0, backup.stderr
+    manifest = json.loads(backup.stdout)
+    restored = cli(
+        "restore", "--bucket", bucket, "--latest", "--name", "rich", "--database-url", target
+    )
+    assert restored.returncode == 0, restored.stderr
+
+    expected, actual = fingerprint(source), fingerprint(target)
+    assert actual == expected
+    assert expected["large_objects"] and len(expected["large_objects"]) == 2
+    assert ("public", "invoice_no", 424242) in expected["sequences"]
+
+    stored = s3.get_object(Bucket=bucket, Key=manifest["dump_key"])["Body"].read()
+    assert len(stored) == manifest["stored_bytes"]
+    counts = {f"{t['schema']}.{t['table']}": t["rows"] for t in manifest["tables"]}
+    assert counts["Odd Schema.Mixed Case Table"] == 2001
+    assert counts["public.measurements_2024"] == 366
+    assert counts["public.cache_entries"] == 500
+    assert counts["public.empty_table"] == 0
+    assert "public.measurements" not in counts  # the partitioned parent holds no rows itself
+    for output in (backup, restored):
+        assert BACKUP_PASSWORD not in output.stdout + output.stderr
+
+
+def test_layout_manifest_written_last_and_verify_records_verdict(cli, make_database, bucket, s3):
+    source = make_database(RICH_SQL)
+    backup = cli("backup", "--database-url", source, "--bucket", bucket, "--prefix", "team/a",
+                 "--name", "rich", "--run-id", "exec-42", "--json")  # fmt: skip
+    assert backup.returncode == 0, backup.stderr
+    manifest = json.loads(backup.stdout)
+    keys = layout.keys_for(manifest["dump_key"])
+    assert manifest["dump_key"].startswith("team/a/rich/")
+    assert keys.run_id == "exec-42" and manifest["manifest_key"] == keys.manifest
+
+    objects = s3.list_objects_v2(Bucket=bucket)["Contents"]
+    by_key = {o["Key"]: o["LastModified"] for o in objects}
+    assert by_key[keys.manifest] >= by_key[keys.dump]
+    assert manifest["format_version"] == 1
+    assert manifest["server_version_num"] >= 130000
+    assert manifest["pg_dump_version"].split(".")[0] == str(manifest["server_version_num"] // 10000)
+
+    verified = cli("verify", "--bucket", bucket, "--key", keys.dump, "--scratch-url",
+                   source.rsplit("/", 1)[0] + "/postgres", "--json")  # fmt: skip
+    assert verified.returncode == 0, verified.stderr
+    verdict = json.loads(s3.get_object(Bucket=bucket, Key=keys.verified)["Body"].read())
+    assert verdict["verdict"] == "passed" and verdict["sha256_ok"] is True
+    assert {t["table"] for t in verdict["tables"]} == {
+        f"{t['schema']}.{t['table']}" for t in manifest["tables"]
+    }
+
+    listing = cli("list", "--bucket", bucket, "--prefix", "team/a", "--name", "rich", "--json")
+    assert json.loads(listing.stdout)[0]["verified"] == "passed"

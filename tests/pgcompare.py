@@ -1,0 +1,46 @@
+"""Fingerprints of a database's contents, for comparing a restore with its source."""
+
+from __future__ import annotations
+
+import psycopg
+from psycopg import sql
+
+_TABLES = """
+SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.relkind IN ('r', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+   AND n.nspname NOT LIKE 'pg_toast%'
+ ORDER BY 1, 2
+"""
+
+_OBJECT_COUNTS = {
+    "relations": "SELECT c.relkind::text, count(*) FROM pg_class c JOIN pg_namespace n"
+    " ON n.oid = c.relnamespace WHERE n.nspname NOT IN ('pg_catalog','information_schema')"
+    " AND n.nspname NOT LIKE 'pg_toast%' GROUP BY 1 ORDER BY 1",
+    "types": "SELECT t.typtype::text, count(*) FROM pg_type t JOIN pg_namespace n"
+    " ON n.oid = t.typnamespace WHERE n.nspname NOT IN ('pg_catalog','information_schema')"
+    " GROUP BY 1 ORDER BY 1",
+    "functions": "SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"
+    " WHERE n.nspname NOT IN ('pg_catalog','information_schema')",
+    "triggers": "SELECT tgname FROM pg_trigger WHERE NOT tgisinternal ORDER BY 1",
+    "comments": "SELECT count(*) FROM pg_description d WHERE d.objoid >= 16384",
+    "extensions": "SELECT extname FROM pg_extension ORDER BY 1",
+    "schemas": "SELECT nspname FROM pg_namespace ORDER BY 1",
+    "indexes": "SELECT indexname FROM pg_indexes WHERE schemaname NOT IN ('pg_catalog') ORDER BY 1",
+    "sequences": "SELECT schemaname, sequencename, last_value FROM pg_sequences ORDER BY 1, 2",
+    "large_objects": "SELECT md5(lo_get(oid)) FROM pg_largeobject_metadata ORDER BY 1",
+}
+
+
+def fingerprint(url: str) -> dict[str, object]:
+    """Per-table md5 of sorted rows, plus object counts, sequences and large objects."""
+    result: dict[str, object] = {}
+    with psycopg.connect(url, autocommit=True) as conn:
+        for schema, table in conn.execute(_TABLES).fetchall():
+            query = sql.SQL(
+                "SELECT count(*), md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), ''))"
+                " FROM {}.{} t"
+            ).format(sql.Identifier(schema), sql.Identifier(table))
+            result[f"table {schema}.{table}"] = conn.execute(query).fetchone()
+        for name, query in _OBJECT_COUNTS.items():
+            result[name] = conn.execute(query).fetchall()
+    return result
