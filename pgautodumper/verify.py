@@ -58,11 +58,20 @@ def verify(bucket: str, keys: layout.BackupKeys, scratch: ConnectionInfo) -> Ver
         with connect(scratch.with_params(dbname=database)) as conn:
             restored = {t.qualified: t.rows for t in count_rows(conn)}
     except IntegrityError as exc:
-        _record(bucket, keys, Verdict(
-            dump_key=keys.dump, verdict="failed", checked_at=datetime.now(UTC),
-            restore_seconds=round(time.monotonic() - started, 3), sha256_ok=False, tables=[],
-            reason=exc.message, tool_version=__version__,
-        ))  # fmt: skip
+        _record(
+            bucket,
+            keys,
+            Verdict(
+                dump_key=keys.dump,
+                verdict="failed",
+                checked_at=datetime.now(UTC),
+                restore_seconds=round(time.monotonic() - started, 3),
+                sha256_ok=False,
+                tables=[],
+                reason=exc.message,
+                tool_version=__version__,
+            ),
+        )
         raise
     finally:
         _drop(scratch, database)

@@ -16,9 +16,12 @@ from pgautodumper.secrets import fetch_secret
 
 def bucket_options(func: Callable[..., Any]) -> Callable[..., Any]:
     func = click.option(
-        "--prefix", default="", envvar="PGAUTODUMPER_PREFIX", show_default=True,
+        "--prefix",
+        default="",
+        envvar="PGAUTODUMPER_PREFIX",
+        show_default=True,
         help="Key prefix inside the bucket.",
-    )(func)  # fmt: skip
+    )(func)
     return click.option(
         "--bucket", required=True, envvar="PGAUTODUMPER_BUCKET", help="S3 bucket of the backups."
     )(func)
@@ -31,17 +34,20 @@ def json_option(func: Callable[..., Any]) -> Callable[..., Any]:
 def source_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """--database-url | --secret-id [--secret-version-id] | the PG* environment."""
     func = click.option(
-        "--secret-version-id", envvar="PGAUTODUMPER_SECRET_VERSION_ID",
+        "--secret-version-id",
+        envvar="PGAUTODUMPER_SECRET_VERSION_ID",
         help="Pin the secret version (the workflow does, so rotation cannot split a run).",
-    )(func)  # fmt: skip
+    )(func)
     func = click.option(
-        "--secret-id", envvar="PGAUTODUMPER_SECRET_ID",
+        "--secret-id",
+        envvar="PGAUTODUMPER_SECRET_ID",
         help="Secrets Manager secret (RDS format: host, port, username, password, dbname).",
-    )(func)  # fmt: skip
+    )(func)
     return click.option(
-        "--database-url", envvar="PGAUTODUMPER_DATABASE_URL",
+        "--database-url",
+        envvar="PGAUTODUMPER_DATABASE_URL",
         help="postgresql://user@host:port/dbname (password better in PGPASSWORD or ~/.pgpass).",
-    )(func)  # fmt: skip
+    )(func)
 
 
 def connection_from(

@@ -37,20 +37,32 @@ def backed_up(cli, small_db, bucket, s3) -> dict:
 
 def test_wrong_password(cli, pg, bucket):
     url = pg.url(BACKUP_ROLE, "not-the-password", "postgres")
-    assert_one_line_error(cli("backup", "--database-url", url, "--bucket", bucket), 10,
-                          "authentication failed", "127.0.0.1")  # fmt: skip
+    assert_one_line_error(
+        cli("backup", "--database-url", url, "--bucket", bucket),
+        10,
+        "authentication failed",
+        "127.0.0.1",
+    )
 
 
 def test_host_unreachable(cli, bucket):
     url = f"postgresql://{BACKUP_ROLE}:{BACKUP_PASSWORD}@127.0.0.1:1/postgres"
-    assert_one_line_error(cli("backup", "--database-url", url, "--bucket", bucket), 11,
-                          "cannot reach 127.0.0.1:1/postgres", "check host, port")  # fmt: skip
+    assert_one_line_error(
+        cli("backup", "--database-url", url, "--bucket", bucket),
+        11,
+        "cannot reach 127.0.0.1:1/postgres",
+        "check host, port",
+    )
 
 
 def test_unknown_database(cli, pg, bucket):
     url = pg.url(BACKUP_ROLE, BACKUP_PASSWORD, "no_such_db")
-    assert_one_line_error(cli("backup", "--database-url", url, "--bucket", bucket), 12,
-                          "database not found", "no_such_db")  # fmt: skip
+    assert_one_line_error(
+        cli("backup", "--database-url", url, "--bucket", bucket),
+        12,
+        "database not found",
+        "no_such_db",
+    )
 
 
 def test_bucket_missing(cli, small_db):
@@ -59,19 +71,31 @@ def test_bucket_missing(cli, small_db):
 
 
 def test_access_denied(cli, small_db, bucket, s3):
-    policy = {"Version": "2012-10-17", "Statement": [{
-        "Effect": "Deny", "Principal": "*", "Action": "s3:*",
-        "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"],
-        "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-    }]}  # fmt: skip
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "s3:*",
+                "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"],
+                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+            }
+        ],
+    }
     s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(policy))
     result = cli("backup", "--database-url", small_db, "--bucket", bucket)
     assert_one_line_error(result, 31, "access denied", bucket)
 
 
 def test_secret_missing(cli, bucket):
-    result = cli("backup", "--secret-id", "arn:aws:secretsmanager:us-east-1:123456789012:secret:nope",
-                 "--bucket", bucket)  # fmt: skip
+    result = cli(
+        "backup",
+        "--secret-id",
+        "arn:aws:secretsmanager:us-east-1:123456789012:secret:nope",
+        "--bucket",
+        bucket,
+    )
     assert_one_line_error(result, 40, "secret", "not found")
 
 
@@ -88,10 +112,19 @@ def test_secret_malformed_names_keys_never_values(cli, bucket):
 def test_backup_from_a_secret(cli, pg, small_db, bucket):
     sm = boto3.client("secretsmanager")
     dbname = small_db.rsplit("/", 1)[1]
-    secret = sm.create_secret(Name=f"good-{bucket}", SecretString=json.dumps({
-        "host": "127.0.0.1", "port": pg.port, "username": BACKUP_ROLE,
-        "password": BACKUP_PASSWORD, "dbname": dbname, "engine": "postgres",
-    }))  # fmt: skip
+    secret = sm.create_secret(
+        Name=f"good-{bucket}",
+        SecretString=json.dumps(
+            {
+                "host": "127.0.0.1",
+                "port": pg.port,
+                "username": BACKUP_ROLE,
+                "password": BACKUP_PASSWORD,
+                "dbname": dbname,
+                "engine": "postgres",
+            }
+        ),
+    )
     result = cli("backup", "--secret-id", secret["ARN"], "--bucket", bucket, "--json")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["name"] == dbname
@@ -106,16 +139,25 @@ def test_no_pg_dump_for_this_server(cli, small_db, bucket, s3):
 
 
 def test_restore_into_non_empty_target(cli, small_db, bucket, backed_up):
-    result = cli("restore", "--bucket", bucket, "--key", backed_up["dump_key"],
-                 "--database-url", small_db)  # fmt: skip
+    result = cli(
+        "restore", "--bucket", bucket, "--key", backed_up["dump_key"], "--database-url", small_db
+    )
     assert_one_line_error(result, 14, "is not empty", "--clean")
 
 
 def test_restore_with_clean_replaces_objects(cli, small_db, bucket, backed_up, pg):
     dbname = small_db.rsplit("/", 1)[1]
     pg.psql("DELETE FROM t WHERE id > 10", dbname=dbname)
-    result = cli("restore", "--bucket", bucket, "--key", backed_up["dump_key"],
-                 "--database-url", small_db, "--clean")  # fmt: skip
+    result = cli(
+        "restore",
+        "--bucket",
+        bucket,
+        "--key",
+        backed_up["dump_key"],
+        "--database-url",
+        small_db,
+        "--clean",
+    )
     assert result.returncode == 0, result.stderr
     assert pg.psql("SELECT count(*) FROM t", dbname=dbname).strip() == "100"
 
@@ -123,20 +165,38 @@ def test_restore_with_clean_replaces_objects(cli, small_db, bucket, backed_up, p
 def test_unknown_manifest_format_is_refused(cli, make_database, bucket, s3, backed_up):
     manifest = dict(backed_up, format_version=99)
     s3.put_object(Bucket=bucket, Key=backed_up["manifest_key"], Body=json.dumps(manifest))
-    result = cli("restore", "--bucket", bucket, "--key", backed_up["dump_key"],
-                 "--database-url", make_database())  # fmt: skip
+    result = cli(
+        "restore",
+        "--bucket",
+        bucket,
+        "--key",
+        backed_up["dump_key"],
+        "--database-url",
+        make_database(),
+    )
     assert_one_line_error(result, 51, "format_version 99", "reads only version 1")
 
 
 def test_missing_backup(cli, make_database, bucket):
-    result = cli("restore", "--bucket", bucket, "--latest", "--name", "nothing",
-                 "--database-url", make_database())  # fmt: skip
+    result = cli(
+        "restore",
+        "--bucket",
+        bucket,
+        "--latest",
+        "--name",
+        "nothing",
+        "--database-url",
+        make_database(),
+    )
     assert_one_line_error(result, 32, "no complete backup of 'nothing'")
 
 
 def test_usage_errors(cli, bucket):
-    assert_one_line_error(cli("restore", "--bucket", bucket, "--database-url", "postgresql://x/y"),
-                          2, "give --key KEY, or --latest --name NAME")  # fmt: skip
+    assert_one_line_error(
+        cli("restore", "--bucket", bucket, "--database-url", "postgresql://x/y"),
+        2,
+        "give --key KEY, or --latest --name NAME",
+    )
     result = cli(
         "backup", "--bucket", bucket, "--database-url", "postgresql://h/d", "--secret-id", "s"
     )

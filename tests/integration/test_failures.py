@@ -64,10 +64,25 @@ def _children(pid: int, name: str) -> list[int]:
 
 def _start_backup(database: str, bucket: str, **env: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "pgautodumper", "backup", "--database-url", database,
-         "--bucket", bucket, "--name", "big", "--part-size", str(PART)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **env},
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "pgautodumper",
+            "backup",
+            "--database-url",
+            database,
+            "--bucket",
+            bucket,
+            "--name",
+            "big",
+            "--part-size",
+            str(PART),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **env},
+    )
 
 
 def _wait_for_first_part(s3, bucket: str, process: subprocess.Popen[str]) -> None:
@@ -125,8 +140,20 @@ def test_s3_failing_mid_upload_aborts_and_stores_nothing(big_database, bucket, s
 
 def test_a_second_run_cannot_overwrite_an_existing_backup(cli, make_database, bucket, s3):
     database = make_database("CREATE TABLE t AS SELECT 1 AS x")
-    args = ("backup", "--database-url", database, "--bucket", bucket, "--name", "same",
-            "--run-id", "exec-1", "--started-at", "2026-01-02T03:04:05Z", "--json")  # fmt: skip
+    args = (
+        "backup",
+        "--database-url",
+        database,
+        "--bucket",
+        bucket,
+        "--name",
+        "same",
+        "--run-id",
+        "exec-1",
+        "--started-at",
+        "2026-01-02T03:04:05Z",
+        "--json",
+    )
     first = cli(*args)
     assert first.returncode == 0, first.stderr
     key = json.loads(first.stdout)["dump_key"]

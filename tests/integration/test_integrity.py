@@ -16,8 +16,16 @@ INSERT INTO items SELECT g, repeat(md5(g::text), 20) FROM generate_series(1, 500
 
 @pytest.fixture
 def backup(cli, make_database, bucket) -> dict:
-    result = cli("backup", "--database-url", make_database(SQL), "--bucket", bucket,
-                 "--name", "items", "--json")  # fmt: skip
+    result = cli(
+        "backup",
+        "--database-url",
+        make_database(SQL),
+        "--bucket",
+        bucket,
+        "--name",
+        "items",
+        "--json",
+    )
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
 
@@ -53,8 +61,15 @@ def test_restore_refuses_tampered_bytes(cli, make_database, pg, bucket, s3, back
 @pytest.mark.parametrize("change", [_flip_middle, _truncate], ids=["flipped-byte", "truncated"])
 def test_verify_refuses_tampered_bytes(cli, pg, bucket, s3, backup, change):
     _tamper(s3, bucket, backup["dump_key"], change)
-    result = cli("verify", "--bucket", bucket, "--key", backup["dump_key"], "--scratch-url",
-                 pg.url("pgad_backup", BACKUP_PASSWORD, "postgres"))  # fmt: skip
+    result = cli(
+        "verify",
+        "--bucket",
+        bucket,
+        "--key",
+        backup["dump_key"],
+        "--scratch-url",
+        pg.url("pgad_backup", BACKUP_PASSWORD, "postgres"),
+    )
 
     assert result.returncode == 50, result.stderr
     assert "checksum" in result.stderr
@@ -69,8 +84,15 @@ def test_verify_reports_row_count_differences(cli, pg, bucket, s3, backup):
     manifest = dict(backup)
     manifest["tables"] = [dict(t, rows=t["rows"] + 1) for t in manifest["tables"]]
     s3.put_object(Bucket=bucket, Key=backup["manifest_key"], Body=json.dumps(manifest))
-    result = cli("verify", "--bucket", bucket, "--key", backup["dump_key"], "--scratch-url",
-                 pg.url("pgad_backup", BACKUP_PASSWORD, "postgres"))  # fmt: skip
+    result = cli(
+        "verify",
+        "--bucket",
+        bucket,
+        "--key",
+        backup["dump_key"],
+        "--scratch-url",
+        pg.url("pgad_backup", BACKUP_PASSWORD, "postgres"),
+    )
 
     assert result.returncode == 52, result.stderr
     assert "public.items: manifest 5001 rows, restored 5000" in result.stderr

@@ -43,8 +43,20 @@ def test_restored_database_equals_source(cli, make_database, bucket, s3):
 
 def test_layout_manifest_written_last_and_verify_records_verdict(cli, make_database, bucket, s3):
     source = make_database(RICH_SQL)
-    backup = cli("backup", "--database-url", source, "--bucket", bucket, "--prefix", "team/a",
-                 "--name", "rich", "--run-id", "exec-42", "--json")  # fmt: skip
+    backup = cli(
+        "backup",
+        "--database-url",
+        source,
+        "--bucket",
+        bucket,
+        "--prefix",
+        "team/a",
+        "--name",
+        "rich",
+        "--run-id",
+        "exec-42",
+        "--json",
+    )
     assert backup.returncode == 0, backup.stderr
     manifest = json.loads(backup.stdout)
     keys = layout.keys_for(manifest["dump_key"])
@@ -58,8 +70,16 @@ def test_layout_manifest_written_last_and_verify_records_verdict(cli, make_datab
     assert manifest["server_version_num"] >= 130000
     assert manifest["pg_dump_version"].split(".")[0] == str(manifest["server_version_num"] // 10000)
 
-    verified = cli("verify", "--bucket", bucket, "--key", keys.dump, "--scratch-url",
-                   source.rsplit("/", 1)[0] + "/postgres", "--json")  # fmt: skip
+    verified = cli(
+        "verify",
+        "--bucket",
+        bucket,
+        "--key",
+        keys.dump,
+        "--scratch-url",
+        source.rsplit("/", 1)[0] + "/postgres",
+        "--json",
+    )
     assert verified.returncode == 0, verified.stderr
     verdict = json.loads(s3.get_object(Bucket=bucket, Key=keys.verified)["Body"].read())
     assert verdict["verdict"] == "passed" and verdict["sha256_ok"] is True
@@ -69,3 +89,19 @@ def test_layout_manifest_written_last_and_verify_records_verdict(cli, make_datab
 
     listing = cli("list", "--bucket", bucket, "--prefix", "team/a", "--name", "rich", "--json")
     assert json.loads(listing.stdout)[0]["verified"] == "passed"
+
+
+def test_backup_reads_the_standard_pg_environment(cli, make_database, pg, bucket):
+    dbname = make_database("CREATE TABLE t AS SELECT 1 AS x").rsplit("/", 1)[1]
+    env = {
+        "PGHOST": "127.0.0.1",
+        "PGPORT": str(pg.port),
+        "PGUSER": "pgad_backup",
+        "PGPASSWORD": BACKUP_PASSWORD,
+        "PGDATABASE": dbname,
+    }
+    result = cli("backup", "--bucket", bucket, "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    manifest = json.loads(result.stdout)
+    assert manifest["name"] == dbname and manifest["tables"][0]["rows"] == 1
+    assert BACKUP_PASSWORD not in result.stdout + result.stderr

@@ -58,8 +58,20 @@ def test_password_stays_out_of_argv_output_and_objects(
         )
     )
     runs.append(cli("list", "--bucket", bucket, "--name", "s", "--all", "--json", env=env))
-    runs.append(cli("--debug", "restore", "--bucket", bucket, "--latest", "--name", "s",
-                    "--database-url", target, env=env))  # fails: target not empty  # fmt: skip
+    runs.append(
+        cli(
+            "--debug",
+            "restore",
+            "--bucket",
+            bucket,
+            "--latest",
+            "--name",
+            "s",
+            "--database-url",
+            target,
+            env=env,
+        )
+    )  # target not empty: fails
 
     assert [r.returncode for r in runs] == [0, 0, 0, 0, 14]
     argv = log.read_text()
@@ -70,7 +82,10 @@ def test_password_stays_out_of_argv_output_and_objects(
     for obj in s3.list_objects_v2(Bucket=bucket)["Contents"]:
         body = s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read()
         assert BACKUP_PASSWORD.encode() not in body, obj["Key"]
-    manifest_keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]
-                     if o["Key"].endswith(".manifest.json")]  # fmt: skip
+    manifest_keys = [
+        o["Key"]
+        for o in s3.list_objects_v2(Bucket=bucket)["Contents"]
+        if o["Key"].endswith(".manifest.json")
+    ]
     manifest = json.loads(s3.get_object(Bucket=bucket, Key=manifest_keys[0])["Body"].read())
     assert "password" not in json.dumps(manifest).lower()

@@ -9,10 +9,12 @@ from pgautodumper.secrets import parse_secret
 
 def test_exit_codes_are_distinct_for_leaf_errors():
     leaves = [
-        cls for cls in vars(errors).values()
-        if isinstance(cls, type) and issubclass(cls, errors.PgautodumperError)
+        cls
+        for cls in vars(errors).values()
+        if isinstance(cls, type)
+        and issubclass(cls, errors.PgautodumperError)
         and not cls.__subclasses__()
-    ]  # fmt: skip
+    ]
     codes = [cls.exit_code for cls in leaves]
     assert len(codes) == len(set(codes)), sorted(codes)
 
