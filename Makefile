@@ -23,7 +23,7 @@ test: install
 	$(BIN)/pytest
 
 bench: install
-	$(BIN)/python bench/bench.py
+	PYTHONPATH=. $(BIN)/python bench/bench.py
 
 lint: install
 	$(BIN)/ruff format --check .

@@ -27,6 +27,7 @@ import boto3
 from pgautodumper.local.moto_server import MotoServer
 from pgautodumper.local.postgres import ThrowawayPostgres
 from pgautodumper.pgtools import find_tool
+from tests.faults import faulty_proxy
 
 ROLE, PASSWORD = "bench", "bench-password"
 HERE = Path(__file__).parent
@@ -207,8 +208,14 @@ def main() -> None:
         small = make_database(
             pg, "bench_small", small_scale, jsonb_rows // max(1, scale // small_scale)
         )
-        print("\n| peak RSS of `pgautodumper backup` -> moto | scale | MiB |\n|---|---:|---:|")
-        for label, db in ((f"small (scale {small_scale})", small), (f"large (scale {scale})", url)):
+        print("\n| peak RSS of `pgautodumper backup` -> moto | MiB |\n|---|---:|")
+        slow = faulty_proxy(moto.endpoint, part_delay=0.5)
+        cases = [
+            (f"small database (scale {small_scale})", small, moto.endpoint),
+            (f"large database (scale {scale})", url, moto.endpoint),
+            (f"large database, slow link (+0.5 s per part)", url, slow.__enter__()),
+        ]
+        for n, (label, db, endpoint) in enumerate(cases):
             argv = [
                 sys.executable,
                 "-m",
@@ -220,9 +227,11 @@ def main() -> None:
                 "--bucket",
                 "bench",
                 "--name",
-                f"rss-{label.split()[0]}",
+                f"rss-{n}",
             ]
-            print(f"| {label} | | {timed(argv, env)[1] / MiB:.0f} |")
+            rss = timed(argv, {**env, "AWS_ENDPOINT_URL": endpoint})[1]
+            print(f"| {label} | {rss / MiB:.0f} |")
+        slow.__exit__(None, None, None)
 
 
 if __name__ == "__main__":

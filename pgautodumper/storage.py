@@ -138,8 +138,7 @@ class S3MultipartSink:
         self.bucket, self.key = bucket, key
         self.base_part_size = base_part_size
         self._s3 = aws.client("s3")
-        self._chunks: list[bytes] = []
-        self._buffered = 0
+        self._buffer = bytearray()
         self._parts: list[Future[dict[str, object]]] = []
         self._slots = threading.Semaphore(MAX_IN_FLIGHT)
         self._pool = ThreadPoolExecutor(MAX_IN_FLIGHT, thread_name_prefix="s3-part")
@@ -172,20 +171,19 @@ class S3MultipartSink:
         return part_size(len(self._parts) + 1, self.base_part_size)
 
     def write(self, data: bytes) -> None:
-        self._chunks.append(data)
-        self._buffered += len(data)
-        if self._buffered >= self.current_part_size:
+        self._buffer += data
+        if len(self._buffer) >= self.current_part_size:
             self._flush()
 
     def _flush(self) -> None:
-        body = b"".join(self._chunks)
-        self._chunks, self._buffered = [], 0
+        # The filled buffer itself becomes the part body: no copy of a whole part.
+        body, self._buffer = self._buffer, bytearray()
         self._raise_failed_part()
         self._slots.acquire()  # backpressure: the producer waits for a free slot
         number = len(self._parts) + 1
         self._parts.append(self._pool.submit(self._upload_part, number, body))
 
-    def _upload_part(self, number: int, body: bytes) -> dict[str, object]:
+    def _upload_part(self, number: int, body: bytearray) -> dict[str, object]:
         try:
             response = self._s3.upload_part(
                 Bucket=self.bucket,
@@ -212,7 +210,7 @@ class S3MultipartSink:
             ) from None
 
     def complete(self) -> int:
-        if self._buffered or not self._parts:
+        if self._buffer or not self._parts:
             self._flush()
         parts = [self._part_result(f) for f in self._parts]
         try:
@@ -240,7 +238,7 @@ class S3MultipartSink:
 
     def _close(self) -> None:
         self._closed = True
-        self._chunks = []
+        self._buffer = bytearray()
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 
