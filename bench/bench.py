@@ -209,29 +209,28 @@ def main() -> None:
             pg, "bench_small", small_scale, jsonb_rows // max(1, scale // small_scale)
         )
         print("\n| peak RSS of `pgautodumper backup` -> moto | MiB |\n|---|---:|")
-        slow = faulty_proxy(moto.endpoint, part_delay=0.5)
-        cases = [
-            (f"small database (scale {small_scale})", small, moto.endpoint),
-            (f"large database (scale {scale})", url, moto.endpoint),
-            (f"large database, slow link (+0.5 s per part)", url, slow.__enter__()),
-        ]
-        for n, (label, db, endpoint) in enumerate(cases):
-            argv = [
-                sys.executable,
-                "-m",
-                "pgautodumper",
-                "-q",
-                "backup",
-                "--database-url",
-                db,
-                "--bucket",
-                "bench",
-                "--name",
-                f"rss-{n}",
+        with faulty_proxy(moto.endpoint, part_delay=0.5) as slow_link:
+            cases = [
+                (f"small database (scale {small_scale})", small, moto.endpoint),
+                (f"large database (scale {scale})", url, moto.endpoint),
+                ("large database, slow link (+0.5 s per part)", url, slow_link),
             ]
-            rss = timed(argv, {**env, "AWS_ENDPOINT_URL": endpoint})[1]
-            print(f"| {label} | {rss / MiB:.0f} |")
-        slow.__exit__(None, None, None)
+            for n, (label, db, endpoint) in enumerate(cases):
+                argv = [
+                    sys.executable,
+                    "-m",
+                    "pgautodumper",
+                    "-q",
+                    "backup",
+                    "--database-url",
+                    db,
+                    "--bucket",
+                    "bench",
+                    "--name",
+                    f"rss-{n}",
+                ]
+                rss = timed(argv, {**env, "AWS_ENDPOINT_URL": endpoint})[1]
+                print(f"| {label} | {rss / MiB:.0f} |")
 
 
 if __name__ == "__main__":
