@@ -183,6 +183,9 @@ class ExecutionDocument(BackupRequest):
     the backup still succeeded, with a warning.
     """
 
+    verify_requested: bool = Field(
+        False, description="the request's verify flag, moved here by the ASL's Normalize state"
+    )
     execution: ExecutionContext | None = None
     target: ConnectionTarget | None = None
     preflight: PreflightResult | None = None

@@ -1,0 +1,15 @@
+"""Preflight (in the VPC): connect, check every object is readable, choose, take the lock."""
+
+from lambdas import powertools
+from pgautodumper import preflight
+from pgautodumper.contract import ExecutionDocument
+
+logger, tracer, metrics = powertools()
+
+
+@logger.inject_lambda_context(log_event=False)
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics
+def handler(event: dict, context: object) -> dict:
+    document = ExecutionDocument.model_validate(event)
+    return preflight.run(document).model_dump(mode="json")

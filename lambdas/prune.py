@@ -1,0 +1,15 @@
+"""Prune: apply the retention policy; the current run's backup is never deleted."""
+
+from lambdas import powertools
+from pgautodumper import prune
+from pgautodumper.contract import ExecutionDocument
+
+logger, tracer, metrics = powertools()
+
+
+@logger.inject_lambda_context(log_event=False)
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics
+def handler(event: dict, context: object) -> dict:
+    document = ExecutionDocument.model_validate(event)
+    return prune.run(document).model_dump(mode="json")

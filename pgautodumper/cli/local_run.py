@@ -1,0 +1,137 @@
+"""pgautodumper local-run: the real workflow, end to end, on this machine."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import sys
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import click
+
+from pgautodumper.local.emulator import Emulator, Transition
+from pgautodumper.local.run import LocalRunResult, run_in, sample_database
+
+
+@contextmanager
+def _stdout_to_stderr() -> Iterator[None]:
+    """The Lambdas' log and metric lines (stdout in AWS) go to stderr: stdout is the report."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def _print_transition(transition: Transition) -> None:
+    if transition.kind == "entered":
+        click.echo(f"  → {transition.state}", err=True)
+    elif transition.kind == "failed":
+        click.echo(f"    ✗ {transition.detail}", err=True)
+    elif transition.kind.startswith("Execution"):
+        click.echo(f"  {transition.kind}", err=True)
+
+
+def _human(size: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024:
+            return f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} TiB"
+
+
+def _report(result: LocalRunResult) -> dict[str, Any]:
+    output = result.execution.output or {}
+    return {
+        "status": result.execution.status,
+        "outcome": output.get("status"),
+        "execution_arn": result.execution.execution_arn,
+        "error": result.execution.error,
+        "cause": result.execution.cause,
+        "report": output,
+        "notifications": result.notifications,
+        "objects": result.objects,
+        "seconds": round(result.seconds, 2),
+    }
+
+
+def _print_report(report: dict[str, Any]) -> None:
+    run = report["report"]
+    dump = run.get("dump") or {}
+    lines = [f"status: {report['status']} ({report['outcome'] or report['error']})"]
+    if dump:
+        lines += [
+            f"backup: {dump['dump_key']}",
+            f"size: {_human(dump['stored_bytes'])} stored, {_human(dump['raw_bytes'])} raw",
+            f"throughput: {_human(dump['throughput_bytes_per_second'])}/s",
+            f"sha256: {dump['sha256']}",
+        ]
+    if run.get("verify"):
+        lines.append(f"verification: {run['verify']['verdict']}")
+    if run.get("prune") is not None:
+        lines.append(f"pruned: {', '.join(run['prune']['deleted']) or 'nothing'}")
+    for warning in run.get("warnings") or []:
+        lines.append(f"warning: {warning}")
+    if report["error"]:
+        lines.append(f"error: {report['error']}: {report['cause']}")
+    lines.append(f"notifications: {len(report['notifications'])}")
+    lines += [f"  - {n['subject']}" for n in report["notifications"]]
+    lines.append(f"took {report['seconds']} s")
+    click.echo("\n".join(lines))
+
+
+@click.command("local-run")
+@click.option("--database-url", help="Back up this database instead of a throwaway sample.")
+@click.option(
+    "--verify/--no-verify",
+    default=True,
+    show_default=True,
+    help="Run the Verify task (restore into a scratch server and compare).",
+)
+@click.option("--scenario", help="A MockConfigFile test case (failure drill), e.g. AuthFailure.")
+@click.option(
+    "--history-out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the execution history as JSON.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")  # fmt: skip
+def command(
+    database_url: str | None,
+    verify: bool,
+    scenario: str | None,
+    history_out: Path | None,
+    as_json: bool,
+) -> None:
+    """Run the real state machine, Lambdas and dump task locally (moto, no Docker)."""
+    with ExitStack() as stack:
+        stack.enter_context(_stdout_to_stderr())
+        url = database_url or stack.enter_context(sample_database(secrets.token_urlsafe(18)))
+        emu = stack.enter_context(Emulator())
+        click.echo(f"emulated AWS at {emu.endpoint}; starting the execution", err=True)
+        # A throwaway server has no TLS; a real database gets the URL's sslmode or "prefer".
+        sslmode = parse_qs(urlsplit(url).query).get("sslmode", ["prefer"])[0]
+        result = run_in(
+            emu,
+            url,
+            verify=verify,
+            scenario=scenario,
+            sslmode=sslmode if database_url else "disable",
+            on_event=_print_transition,
+        )
+    if history_out:
+        history_out.write_text(json.dumps(result.execution.history, indent=2, default=str))
+    report = _report(result)
+    if as_json:
+        click.echo(json.dumps(report, indent=2, default=str))
+    else:
+        _print_report(report)
+    sys.exit(0 if result.execution.status == "SUCCEEDED" else 1)

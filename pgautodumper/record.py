@@ -1,0 +1,133 @@
+"""Record: what a finished dump produced, checked, compared and published as metrics.
+
+The run's manifest is read back (refusing an unknown ``format_version``),
+checked for sanity (non-zero sizes, tables present, the keys this run
+expects), compared with the previous complete backup of the same name — a
+stored size below ``fraction`` of the previous one is flagged as a size
+anomaly, the signature of a dump that silently lost data — and turned into a
+:class:`DumpResult` and CloudWatch metrics (EMF via powertools).
+
+The metric ``BackupSucceeded`` is what the dead-man alarm watches; its only
+dimension is ``Name``, so the alarm can name the metric exactly.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from aws_lambda_powertools import Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+
+from pgautodumper import catalog, layout
+from pgautodumper.contract import DumpResult, ExecutionDocument, PreflightResult
+from pgautodumper.errors import ManifestError, UsageError
+from pgautodumper.manifest import Manifest
+
+log = logging.getLogger(__name__)
+
+ANOMALY_FRACTION_ENV = "PGAUTODUMPER_SIZE_ANOMALY_FRACTION"
+DEFAULT_ANOMALY_FRACTION = 0.5
+
+
+def anomaly_fraction() -> float:
+    raw = os.environ.get(ANOMALY_FRACTION_ENV)
+    try:
+        value = float(raw) if raw else DEFAULT_ANOMALY_FRACTION
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise UsageError(
+            f"{ANOMALY_FRACTION_ENV}={raw!r} is not a fraction between 0 and 1",
+            hint="set it to e.g. 0.5 (flag backups smaller than half the previous)",
+        )
+    return value
+
+
+def check_manifest(manifest: Manifest, *, name: str, dump_key: str) -> None:
+    """Sanity of a manifest a successful dump just wrote."""
+    where = manifest.manifest_key
+    problems = []
+    if manifest.name != name:
+        problems.append(f"it names backup {manifest.name!r}, not {name!r}")
+    if manifest.dump_key != dump_key:
+        problems.append(f"it describes {manifest.dump_key}, not this run's {dump_key}")
+    if manifest.stored_bytes <= 0 or manifest.raw_bytes <= 0:
+        problems.append(f"sizes are {manifest.stored_bytes} stored / {manifest.raw_bytes} raw")
+    if not manifest.tables:
+        problems.append("it lists no tables")
+    if problems:
+        raise ManifestError(
+            f"manifest {where} fails the sanity check: {'; '.join(problems)}",
+            hint="the dump is not a usable backup; inspect the dump task's log",
+        )
+
+
+def previous_stored_bytes(
+    bucket: str, prefix: str | None, name: str, current: layout.BackupKeys
+) -> int | None:
+    """Stored size of the newest complete backup older than ``current``."""
+    for entry in catalog.list_backups(bucket, prefix, name):
+        if entry.complete and entry.keys.started_at < current.started_at:
+            return entry.dump_size
+    return None
+
+
+def dump_result(manifest: Manifest, *, previous: int | None, fraction: float) -> DumpResult:
+    duration = max(manifest.duration_seconds, 0.0)
+    return DumpResult(
+        dump_key=manifest.dump_key,
+        manifest_key=manifest.manifest_key,
+        stored_bytes=manifest.stored_bytes,
+        raw_bytes=manifest.raw_bytes,
+        sha256=manifest.sha256,
+        duration_seconds=duration,
+        throughput_bytes_per_second=manifest.raw_bytes / duration if duration > 0 else 0.0,
+        tables=len(manifest.tables),
+        total_rows=sum(t.rows for t in manifest.tables),
+        previous_stored_bytes=previous,
+        size_anomaly=previous is not None and manifest.stored_bytes < fraction * previous,
+    )
+
+
+def emit_metrics(metrics: Metrics, name: str, result: DumpResult) -> None:
+    """Add the run's metrics; the caller's ``log_metrics`` flushes them as EMF."""
+    metrics.add_dimension(name="Name", value=name)
+    metrics.add_metric(name="BackupSucceeded", unit=MetricUnit.Count, value=1)
+    metrics.add_metric(name="BackupBytes", unit=MetricUnit.Bytes, value=result.stored_bytes)
+    metrics.add_metric(name="BackupRawBytes", unit=MetricUnit.Bytes, value=result.raw_bytes)
+    metrics.add_metric(
+        name="BackupDurationSeconds", unit=MetricUnit.Seconds, value=result.duration_seconds
+    )
+    metrics.add_metric(
+        name="BackupThroughputBytesPerSecond",
+        unit=MetricUnit.BytesPerSecond,
+        value=result.throughput_bytes_per_second,
+    )
+
+
+def record(
+    bucket: str, prefix: str | None, name: str, preflight: PreflightResult, *, fraction: float
+) -> DumpResult:
+    keys = layout.backup_keys(prefix, name, preflight.started_at, preflight.run_id)
+    manifest = catalog.read_manifest(bucket, keys)
+    check_manifest(manifest, name=name, dump_key=preflight.dump_key)
+    result = dump_result(
+        manifest, previous=previous_stored_bytes(bucket, prefix, name, keys), fraction=fraction
+    )
+    if result.size_anomaly:
+        log.warning(
+            "%s: stored size %d is below %.0f%% of the previous backup (%s bytes)",
+            name, result.stored_bytes, fraction * 100, result.previous_stored_bytes,
+        )  # fmt: skip
+    return result
+
+
+def run(document: ExecutionDocument, metrics: Metrics) -> DumpResult:
+    """The Record Lambda."""
+    preflight: PreflightResult = document.require("preflight")
+    result = record(
+        document.bucket, document.prefix, document.name, preflight, fraction=anomaly_fraction()
+    )
+    emit_metrics(metrics, document.name, result)
+    return result

@@ -1,0 +1,186 @@
+"""The real definition, handlers and dump task, path by path, in the local runtime.
+
+Each test asserts the visited states (from the execution history), the
+notifications the SQS subscriber received and the S3 contents, and scans
+everything — history, output, notifications, task logs, captured log lines —
+for the database password.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+
+from pgautodumper.local.emulator import Emulator
+from pgautodumper.local.run import LocalRunResult, run_in
+from tests.conftest import BACKUP_PASSWORD
+
+pytestmark = pytest.mark.slow
+SAMPLE = """
+CREATE TABLE items (id int PRIMARY KEY, label text, price numeric(8,2), seen timestamptz);
+INSERT INTO items SELECT g, 'item ' || g, g / 7.0, now() FROM generate_series(1, 2000) g;
+CREATE TABLE notes (id serial PRIMARY KEY, body jsonb);
+INSERT INTO notes (body) SELECT jsonb_build_object('n', g) FROM generate_series(1, 500) g;
+"""
+
+
+@pytest.fixture(scope="module")
+def emu() -> Iterator[Emulator]:
+    with Emulator() as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def database(make_database) -> str:
+    return make_database(SAMPLE)
+
+
+@pytest.fixture
+def run(emu: Emulator, database: str, capfd):
+    def go(**kwargs) -> LocalRunResult:
+        emu.reset()
+        result = run_in(emu, database, name="items", **kwargs)
+        captured = capfd.readouterr()
+        evidence = json.dumps(
+            [result.execution.history, result.execution.output, result.notifications,
+             result.task_logs, result.execution.cause],
+            default=str,
+        ) + captured.out + captured.err  # fmt: skip
+        assert BACKUP_PASSWORD not in evidence
+        return result
+
+    return go
+
+
+def suffixes(result: LocalRunResult) -> list[str]:
+    return sorted(key.rsplit("-", 1)[-1].split(".", 1)[-1] for key in result.objects)
+
+
+def lambda_attempts(result: LocalRunResult, state: str) -> int:
+    count, current = 0, None
+    for event in result.execution.history:
+        if event["type"].endswith("StateEntered"):
+            current = event["stateEnteredEventDetails"]["name"]
+        if event["type"] == "LambdaFunctionScheduled" and current == state:
+            count += 1
+    return count
+
+
+def test_happy_path_with_verify(run) -> None:
+    result = run(verify=True)
+    assert result.execution.status == "SUCCEEDED"
+    visited = result.execution.visited
+    for state in ("LookupSecret", "Preflight", "Dump", "Record", "Verify", "VerifyPassed",
+                  "Prune", "ReleaseLock", "Notify", "Succeeded"):  # fmt: skip
+        assert state in visited
+    report = result.execution.output
+    assert report["status"] == "SUCCEEDED"
+    assert report["dump"]["total_rows"] == 2500 and report["verify"]["verdict"] == "passed"
+    assert suffixes(result) == ["dump.zst", "manifest.json", "verified.json"]  # lock released
+    assert report["dump"]["stored_bytes"] == result.objects[report["dump"]["dump_key"]]
+    assert [n["subject"] for n in result.notifications] == ["pgautodumper backup items succeeded"]
+
+
+def test_happy_path_without_verify_and_no_success_notification(run) -> None:
+    result = run(verify=False, notify_on_success=False)
+    assert result.execution.status == "SUCCEEDED"
+    assert "SkipVerify" in result.execution.visited
+    assert "Verify" not in result.execution.visited
+    assert result.execution.output["verify"]["verdict"] == "skipped"
+    assert suffixes(result) == ["dump.zst", "manifest.json"]
+    assert result.notifications == []
+
+
+def test_transient_preflight_failure_is_retried_then_succeeds(run) -> None:
+    result = run(verify=False, scenario="PreflightTransientFailure")
+    assert result.execution.status == "SUCCEEDED"
+    failures = [e for e in result.execution.history if e["type"] == "TaskFailed"]
+    assert [e["taskFailedEventDetails"]["error"] for e in failures] == ["PreflightConnectionError"]
+    assert lambda_attempts(result, "Preflight") == 2  # the mocked attempt, then a real one
+    assert suffixes(result) == ["dump.zst", "manifest.json"]
+
+
+def test_auth_failure_is_not_retried_notifies_and_fails(emu, make_database, capfd) -> None:
+    url = make_database(SAMPLE).replace(BACKUP_PASSWORD, "wrong-password")
+    emu.reset()
+    result = run_in(emu, url, name="items", verify=False)
+    assert BACKUP_PASSWORD not in capfd.readouterr().out
+    assert result.execution.status == "FAILED"
+    assert result.execution.error == "PreflightAuthError"
+    assert lambda_attempts(result, "Preflight") == 1
+    assert result.execution.visited[-3:] == ["NotifyFailure", "ReleaseLockAfterFailure", "Failed"]
+    assert "FAILED: PreflightAuthError" in result.notifications[0]["subject"]
+    assert result.objects == {}
+
+
+def test_dump_exiting_non_zero_notifies_fails_and_releases_the_lock(run) -> None:
+    # A setting the server rejects: pg_dump (and only the task) cannot connect.
+    result = run(verify=False, task_environment={"PGOPTIONS": "-c no_such.setting_x=1 -c x=1"})
+    assert result.execution.status == "FAILED"
+    assert result.execution.error == "States.TaskFailed"
+    cause = json.loads(result.execution.cause)
+    assert cause["Containers"][0]["ExitCode"] != 0
+    assert "Record" not in result.execution.visited
+    assert "ReleaseLockAfterFailure" in result.execution.visited
+    assert not any(key.endswith(".lock") for key in result.objects)
+    assert not any(key.endswith(".manifest.json") for key in result.objects)
+    assert "FAILED: States.TaskFailed" in result.notifications[0]["subject"]
+
+
+def test_dump_timeout_notifies_and_fails(run) -> None:
+    result = run(verify=False, scenario="DumpTimeout")
+    assert result.execution.status == "FAILED"
+    assert result.execution.error == "States.Timeout"
+    assert "ReleaseLockAfterFailure" in result.execution.visited
+    assert not any(key.endswith(".lock") for key in result.objects)
+    assert "States.Timeout" in result.notifications[0]["subject"]
+
+
+def test_verify_mismatch_notifies_and_is_not_marked_verified(run) -> None:
+    result = run(verify=True, scenario="VerifyMismatch")
+    assert result.execution.status == "FAILED"
+    assert "Verify" in result.execution.visited and "Prune" not in result.execution.visited
+    assert not any(key.endswith(".verified.json") for key in result.objects)
+    assert any(key.endswith(".manifest.json") for key in result.objects)
+    assert "FAILED" in result.notifications[0]["subject"]
+
+
+def test_prune_failure_succeeds_with_a_warning(run) -> None:
+    result = run(verify=False, notify_on_success=False, scenario="PruneFailure")
+    assert result.execution.status == "SUCCEEDED"
+    report = result.execution.output
+    assert report["status"] == "SUCCEEDED_WITH_WARNINGS"
+    assert any("pruning failed" in warning for warning in report["warnings"])
+    assert "ReleaseLock" in result.execution.visited
+    assert len(result.notifications) == 1  # a warning is always sent
+    assert "warnings" in result.notifications[0]["subject"]
+
+
+def test_lock_held_by_a_running_execution_is_a_clear_skip(run, emu: Emulator) -> None:
+    holder: dict[str, str] = {}
+
+    def hold_lock(stack) -> None:
+        sfn = emu.client("stepfunctions")
+        waiting = sfn.create_state_machine(
+            name="holder", roleArn="arn:aws:iam::123456789012:role/x",
+            definition=json.dumps({"StartAt": "W", "States": {
+                "W": {"Type": "Wait", "Seconds": 600, "End": True}}}),
+        )["stateMachineArn"]  # fmt: skip
+        holder["arn"] = sfn.start_execution(stateMachineArn=waiting)["executionArn"]
+        body = {"execution_arn": holder["arn"], "acquired_at": datetime.now(UTC).isoformat()}
+        emu.client("s3").put_object(Bucket=stack.bucket, Key="items/.lock", Body=json.dumps(body))
+        holder["body"] = json.dumps(body)
+
+    result = run(verify=False, before_start=hold_lock)
+    emu.client("stepfunctions").stop_execution(executionArn=holder["arn"])
+    assert result.execution.status == "SUCCEEDED"
+    assert result.execution.output["status"] == "SKIPPED"
+    assert result.execution.visited[-3:] == ["NotifySkipped", "SkipReport", "Skipped"]
+    assert "ReleaseLock" not in result.execution.visited
+    assert "Dump" not in result.execution.visited
+    lock = emu.client("s3").get_object(Bucket=result.stack.bucket, Key="items/.lock")
+    assert lock["Body"].read().decode() == holder["body"]  # untouched
+    assert "BackupAlreadyRunningError" in result.notifications[0]["subject"]
