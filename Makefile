@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test bench lint format package clean
+.PHONY: install run test bench lint format package schema clean
 
 install: $(STAMP)
 
@@ -38,3 +38,7 @@ package: install
 
 clean:
 	rm -rf $(VENV) build .pytest_cache .ruff_cache
+
+# Regenerates schema/backup-request.schema.json from the contract (a test checks it is current).
+schema: install
+	$(BIN)/python scripts/backup_request_schema.py
