@@ -47,8 +47,13 @@ for _module in _COMMANDS:
     cli.add_command(_command)
 
 
+class _Terminated(BaseException):
+    """Raised by the SIGTERM handler; a BaseException (like KeyboardInterrupt) so
+    that no library's ``except Exception`` can swallow it mid-upload."""
+
+
 def _terminate(signum: int, _frame: FrameType | None) -> None:
-    raise Interrupted(f"stopped by {signal.Signals(signum).name}", hint="nothing partial was kept")
+    raise _Terminated(signal.Signals(signum).name)
 
 
 def _debug_requested(argv: list[str]) -> bool:
@@ -66,7 +71,9 @@ def main(argv: list[str] | None = None) -> None:
         exc.show()
         sys.exit(UsageError.exit_code)
     except (KeyboardInterrupt, click.exceptions.Abort):
-        _fail(Interrupted("interrupted", hint="nothing partial was kept"), args)
+        _fail(Interrupted("stopped by SIGINT", hint="nothing partial was kept"), args)
+    except _Terminated as exc:
+        _fail(Interrupted(f"stopped by {exc}", hint="nothing partial was kept"), args)
     except PgautodumperError as exc:
         _fail(exc, args)
 

@@ -85,15 +85,15 @@ def _start_backup(database: str, bucket: str, **env: str) -> subprocess.Popen[st
     )
 
 
-def _wait_for_first_part(s3, bucket: str, process: subprocess.Popen[str]) -> None:
+def _wait_mid_stream(s3, bucket: str, process: subprocess.Popen[str]) -> int:
+    """Until the upload exists and pg_dump runs; returns pg_dump's pid."""
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and process.poll() is None:
-        for upload in s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []):
-            parts = s3.list_parts(Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
-            if parts.get("Parts"):
-                return
-        time.sleep(0.05)
-    pytest.fail("the backup never uploaded a first part")
+        dumps = _children(process.pid, "pg_dump")
+        if dumps and s3.list_multipart_uploads(Bucket=bucket).get("Uploads"):
+            return dumps[0]
+        time.sleep(0.02)
+    pytest.fail("the backup never started streaming")
 
 
 @pytest.fixture
@@ -105,10 +105,7 @@ def slow_link(moto_server) -> Iterator[str]:
 
 def test_pg_dump_killed_mid_stream_leaves_nothing(big_database, bucket, s3, slow_link):
     process = _start_backup(big_database, bucket, AWS_ENDPOINT_URL=slow_link)
-    _wait_for_first_part(s3, bucket, process)
-    dumps = _children(process.pid, "pg_dump")
-    assert dumps, "pg_dump should still be running"
-    os.kill(dumps[0], signal.SIGKILL)
+    os.kill(_wait_mid_stream(s3, bucket, process), signal.SIGKILL)
     _, stderr = process.communicate(timeout=60)
 
     assert process.returncode == 21, stderr
@@ -119,7 +116,7 @@ def test_pg_dump_killed_mid_stream_leaves_nothing(big_database, bucket, s3, slow
 
 def test_sigterm_aborts_the_upload(big_database, bucket, s3, slow_link):
     process = _start_backup(big_database, bucket, AWS_ENDPOINT_URL=slow_link)
-    _wait_for_first_part(s3, bucket, process)
+    _wait_mid_stream(s3, bucket, process)
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=60)
 
