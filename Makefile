@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test bench lint format package schema clean
+.PHONY: install run test bench lint format package schema checkov tf-check image clean
 
 install: $(STAMP)
 
@@ -42,3 +42,14 @@ clean:
 # Regenerates schema/backup-request.schema.json from the contract (a test checks it is current).
 schema: install
 	$(BIN)/python scripts/backup_request_schema.py
+
+# Terraform checks by hand (make test runs them too); checkov lives in its own venv.
+checkov:
+	scripts/checkov.sh -d terraform --framework terraform --compact
+
+tf-check:
+	eval "$$(scripts/terraform_env.sh)" && cd terraform/examples/local && terraform init -backend=false && terraform validate
+
+# Needs a Docker engine (none on the CI machines: there the Dockerfile is linted and the entrypoint tested).
+image:
+	docker build -f task_image/Dockerfile -t pgautodumper:$$(git rev-parse --short HEAD) .

@@ -38,6 +38,7 @@ from pgautodumper.errors import (
     redact,
 )
 from pgautodumper.secrets import fetch_secret
+from pgautodumper.snapshot import ServerInfo, server_info
 
 log = logging.getLogger(__name__)
 
@@ -53,13 +54,6 @@ REPLICA_WARNING = (
     "recovery conflicts; set max_standby_streaming_delay = -1 or "
     "hot_standby_feedback = on, or back up the primary"
 )
-
-
-class ServerFacts(BaseModel):
-    server_version: str
-    server_version_num: int
-    database_size_bytes: int
-    is_replica: bool
 
 
 _SYSTEM_SCHEMAS = (
@@ -107,18 +101,6 @@ ORDER BY m.oid
 """
 
 
-def server_facts(conn: psycopg.Connection) -> ServerFacts:
-    row = conn.execute(
-        "SELECT current_setting('server_version'), current_setting('server_version_num')::int, "
-        "pg_database_size(current_database()), pg_is_in_recovery()"
-    ).fetchone()
-    assert row is not None
-    return ServerFacts(
-        server_version=row[0], server_version_num=row[1],
-        database_size_bytes=row[2], is_replica=row[3],
-    )  # fmt: skip
-
-
 def unreadable_objects(conn: psycopg.Connection, server_version_num: int) -> list[str]:
     """Every schema, table, sequence and large object pg_dump would fail to read."""
     large_objects = (
@@ -130,7 +112,7 @@ def unreadable_objects(conn: psycopg.Connection, server_version_num: int) -> lis
     return found
 
 
-def check_readable(conn: psycopg.Connection, facts: ServerFacts, *, database: str) -> None:
+def check_readable(conn: psycopg.Connection, facts: ServerInfo, *, database: str) -> None:
     missing = unreadable_objects(conn, facts.server_version_num)
     if not missing:
         return
@@ -164,11 +146,11 @@ def choose_pg_dump_major(server_version_num: int, available: Sequence[int]) -> i
     return usable[0]
 
 
-def inspect(info: ConnectionInfo) -> ServerFacts:
+def inspect(info: ConnectionInfo) -> ServerInfo:
     """Connect, read the server facts and check every object is readable."""
     try:
         with connect(info) as conn:
-            facts = server_facts(conn)
+            facts = server_info(conn)
             check_readable(conn, facts, database=info.describe())
             return facts
     except DatabaseAuthError as exc:
@@ -195,12 +177,12 @@ def check_bucket_writable(bucket: str, prefix: str | None, name: str) -> None:
         raise storage.storage_error(exc, bucket=bucket, key=key, action="probe write") from None
 
 
-def warnings_for(facts: ServerFacts) -> list[str]:
+def warnings_for(facts: ServerInfo) -> list[str]:
     return [REPLICA_WARNING] if facts.is_replica else []
 
 
 def result_for(
-    facts: ServerFacts, *, prefix: str, name: str, started_at: datetime, run_id: str,
+    facts: ServerInfo, *, prefix: str, name: str, started_at: datetime, run_id: str,
     pg_dump_major: int, warnings: list[str],
 ) -> PreflightResult:  # fmt: skip
     keys = layout.backup_keys(prefix, name, started_at, run_id)

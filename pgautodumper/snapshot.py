@@ -34,16 +34,20 @@ SELECT n.nspname, c.relname
 
 
 class ServerInfo(BaseModel):
+    """What backup and preflight need to know about the server, in one query."""
+
     database: str
     server_version: str
     server_version_num: int
     database_size_bytes: int
+    is_replica: bool
 
 
 def server_info(conn: psycopg.Connection) -> ServerInfo:
     row = conn.execute(
         "SELECT current_database(), current_setting('server_version'),"
-        " current_setting('server_version_num')::int, pg_database_size(current_database())"
+        " current_setting('server_version_num')::int, pg_database_size(current_database()),"
+        " pg_is_in_recovery()"
     ).fetchone()
     assert row is not None
     return ServerInfo(
@@ -51,6 +55,7 @@ def server_info(conn: psycopg.Connection) -> ServerInfo:
         server_version=row[1],
         server_version_num=row[2],
         database_size_bytes=row[3],
+        is_replica=row[4],
     )
 
 

@@ -1,0 +1,540 @@
+################################################################################
+# One role per principal, each allowed exactly the calls its code makes.
+# Resources are ARNs; "*" appears only for actions that have no resource level
+# (X-Ray, ENI/VPC describes, log delivery, ECR auth). tests/terraform checks
+# that list.
+################################################################################
+
+locals {
+  database_names = sort(keys(var.databases))
+
+  lock_arns  = [for name in local.database_names : "${local.bucket_arn}/${local.key_prefix}${name}/.lock"]
+  probe_arns = [for name in local.database_names : "${local.bucket_arn}/${local.key_prefix}${name}/.preflight-*"]
+
+  # IAM actions per service, kept as data.
+  actions = {
+    read_secret     = ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"]
+    bucket_key_read = ["kms:Decrypt"]
+    bucket_key_rw   = ["kms:Decrypt", "kms:GenerateDataKey"]
+    xray            = ["xray:PutTraceSegments", "xray:PutTelemetryRecords"]
+    write_logs      = ["logs:CreateLogStream", "logs:PutLogEvents"]
+    multipart_write = ["s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"]
+    prune_objects = [
+      "s3:GetObject", "s3:GetObjectVersion", "s3:DeleteObject", "s3:DeleteObjectVersion",
+      "s3:GetObjectRetention", "s3:GetObjectLegalHold",
+    ]
+    prune_list = ["s3:ListBucket", "s3:ListBucketVersions"]
+    # Lambda creates and removes the preflight function's ENIs with its role.
+    eni_describe = ["ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets"]
+    eni_manage   = ["ec2:DeleteNetworkInterface", "ec2:AssignPrivateIpAddresses", "ec2:UnassignPrivateIpAddresses"]
+    ecr_pull     = ["ecr:BatchCheckLayerAvailability", "ecr:GetDownloadUrlForLayer", "ecr:BatchGetImage"]
+    # What the Step Functions console/API needs to deliver logs; none of these
+    # supports resource-level permissions.
+    log_delivery = [
+      "logs:CreateLogDelivery", "logs:GetLogDelivery", "logs:UpdateLogDelivery", "logs:DeleteLogDelivery",
+      "logs:ListLogDeliveries", "logs:PutResourcePolicy", "logs:DescribeResourcePolicies", "logs:DescribeLogGroups",
+    ]
+    ecs_sync_rule = ["events:PutTargets", "events:PutRule", "events:DescribeRule"]
+  }
+
+  # s3:prefix for ListBucket: only keys under the backup prefix.
+  list_prefixes = [local.key_prefix == "" ? "*" : "${local.key_prefix}*"]
+
+  ecr_image = regex("^(?:(?P<account>[0-9]{12})\\.dkr\\.ecr\\.(?P<region>[a-z0-9-]+)\\.amazonaws\\.com(?:\\.cn)?/(?P<repository>[^:@]+))?", var.task_image)
+  ecr_repository_arn = local.ecr_image.account == null ? null : (
+    "arn:${local.partition}:ecr:${local.ecr_image.region}:${local.ecr_image.account}:repository/${local.ecr_image.repository}"
+  )
+
+  ecs_sync_rule_arn = "arn:${local.partition}:events:${local.region}:${local.account_id}:rule/StepFunctionsGetEventsForECSTaskRule"
+}
+
+################################################################################
+# Trust policies
+################################################################################
+
+data "aws_iam_policy_document" "assume" {
+  for_each = {
+    lambda    = "lambda.${local.dns_suffix}"
+    ecs_tasks = "ecs-tasks.${local.dns_suffix}"
+    states    = "states.${local.dns_suffix}"
+    scheduler = "scheduler.${local.dns_suffix}"
+  }
+
+  statement {
+    actions = ["sts:AssumeRole"]
+    principals {
+      type        = "Service"
+      identifiers = [each.value]
+    }
+    # Confused-deputy guard: only this account's resources may use the role.
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [local.account_id]
+    }
+  }
+}
+
+################################################################################
+# Lambda roles
+################################################################################
+
+data "aws_iam_policy_document" "lambda_common" {
+  for_each = local.functions
+
+  statement {
+    sid       = "WriteOwnLogs"
+    actions   = local.actions.write_logs
+    resources = ["${aws_cloudwatch_log_group.lambda[each.key].arn}:*"]
+  }
+
+  statement {
+    sid       = "XRay"
+    actions   = local.actions.xray
+    resources = ["*"]
+  }
+}
+
+data "aws_iam_policy_document" "lookup_secret" {
+  statement {
+    sid       = "ReadDatabaseSecrets"
+    actions   = local.actions.read_secret
+    resources = local.secret_arns
+  }
+
+  dynamic "statement" {
+    for_each = length(var.secret_kms_key_arns) > 0 ? [1] : []
+    content {
+      sid       = "DecryptDatabaseSecrets"
+      actions   = ["kms:Decrypt"]
+      resources = var.secret_kms_key_arns
+      condition {
+        test     = "StringEquals"
+        variable = "kms:ViaService"
+        values   = ["secretsmanager.${local.region}.${local.dns_suffix}"]
+      }
+    }
+  }
+}
+
+data "aws_iam_policy_document" "preflight" {
+  source_policy_documents = [data.aws_iam_policy_document.lookup_secret.json]
+
+  statement {
+    sid       = "TakeLockAndProbeWrites"
+    actions   = ["s3:PutObject", "s3:GetObject", "s3:DeleteObject"]
+    resources = concat(local.lock_arns, local.probe_arns)
+  }
+
+  statement {
+    sid       = "ListBackups"
+    actions   = ["s3:ListBucket"]
+    resources = [local.bucket_arn]
+    condition {
+      test     = "StringLike"
+      variable = "s3:prefix"
+      values   = local.list_prefixes
+    }
+  }
+
+  statement {
+    sid       = "BucketKey"
+    actions   = local.actions.bucket_key_rw
+    resources = [local.kms_key_arn]
+  }
+
+  # A lock whose execution has ended may be taken over.
+  statement {
+    sid       = "InspectLockHolder"
+    actions   = ["states:DescribeExecution"]
+    resources = [local.execution_arns]
+  }
+
+  statement {
+    sid       = "DecryptExecutionData"
+    actions   = ["kms:Decrypt"]
+    resources = [local.kms_key_arn]
+    condition {
+      test     = "StringEquals"
+      variable = "kms:EncryptionContext:aws:states:stateMachineArn"
+      values   = [local.state_machine_arn]
+    }
+  }
+
+  statement {
+    sid       = "DescribeNetworkInterfaces"
+    actions   = local.actions.eni_describe
+    resources = ["*"]
+  }
+
+  statement {
+    sid     = "CreateNetworkInterfaces"
+    actions = ["ec2:CreateNetworkInterface"]
+    resources = concat(
+      ["arn:${local.partition}:ec2:${local.region}:${local.account_id}:network-interface/*"],
+      [for id in var.subnet_ids : "arn:${local.partition}:ec2:${local.region}:${local.account_id}:subnet/${id}"],
+      ["arn:${local.partition}:ec2:${local.region}:${local.account_id}:security-group/*"],
+    )
+  }
+
+  statement {
+    sid       = "ManageNetworkInterfaces"
+    actions   = local.actions.eni_manage
+    resources = ["arn:${local.partition}:ec2:${local.region}:${local.account_id}:network-interface/*"]
+  }
+}
+
+data "aws_iam_policy_document" "record" {
+  statement {
+    sid       = "ReadManifests"
+    actions   = ["s3:GetObject"]
+    resources = [local.backups_arn]
+  }
+
+  statement {
+    sid       = "ListBackups"
+    actions   = ["s3:ListBucket"]
+    resources = [local.bucket_arn]
+    condition {
+      test     = "StringLike"
+      variable = "s3:prefix"
+      values   = local.list_prefixes
+    }
+  }
+
+  statement {
+    sid       = "BucketKey"
+    actions   = local.actions.bucket_key_read
+    resources = [local.kms_key_arn]
+  }
+}
+
+data "aws_iam_policy_document" "prune" {
+  statement {
+    sid       = "ListBackups"
+    actions   = local.actions.prune_list
+    resources = [local.bucket_arn]
+    condition {
+      test     = "StringLike"
+      variable = "s3:prefix"
+      values   = local.list_prefixes
+    }
+  }
+
+  statement {
+    sid       = "DeleteExpiredBackups"
+    actions   = local.actions.prune_objects
+    resources = [local.backups_arn]
+  }
+
+  statement {
+    sid       = "BucketKey"
+    actions   = local.actions.bucket_key_read
+    resources = [local.kms_key_arn]
+  }
+
+  # Retention must never shorten Object Lock, whatever else grants it.
+  statement {
+    sid       = "NeverBypassObjectLock"
+    effect    = "Deny"
+    actions   = ["s3:BypassGovernanceRetention", "s3:PutObjectRetention", "s3:PutObjectLegalHold"]
+    resources = [local.bucket_arn, "${local.bucket_arn}/*"]
+  }
+}
+
+data "aws_iam_policy_document" "release_lock" {
+  statement {
+    sid       = "ReleaseLock"
+    actions   = ["s3:GetObject", "s3:DeleteObject"]
+    resources = local.lock_arns
+  }
+
+  statement {
+    sid       = "BucketKey"
+    actions   = local.actions.bucket_key_read
+    resources = [local.kms_key_arn]
+  }
+}
+
+data "aws_iam_policy_document" "notify" {
+  statement {
+    sid       = "PublishAlerts"
+    actions   = ["sns:Publish"]
+    resources = [aws_sns_topic.alerts.arn]
+  }
+
+  statement {
+    sid       = "EncryptedTopic"
+    actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
+    resources = [local.kms_key_arn]
+  }
+
+  dynamic "statement" {
+    for_each = var.slack_webhook_secret_arn == null ? [] : [var.slack_webhook_secret_arn]
+    content {
+      sid       = "ReadSlackWebhook"
+      actions   = ["secretsmanager:GetSecretValue"]
+      resources = [statement.value]
+    }
+  }
+}
+
+locals {
+  lambda_policies = {
+    lookup_secret = data.aws_iam_policy_document.lookup_secret.json
+    preflight     = data.aws_iam_policy_document.preflight.json
+    record        = data.aws_iam_policy_document.record.json
+    prune         = data.aws_iam_policy_document.prune.json
+    release_lock  = data.aws_iam_policy_document.release_lock.json
+    notify        = data.aws_iam_policy_document.notify.json
+  }
+}
+
+data "aws_iam_policy_document" "lambda" {
+  for_each = local.functions
+
+  source_policy_documents = [
+    data.aws_iam_policy_document.lambda_common[each.key].json,
+    local.lambda_policies[each.key],
+  ]
+}
+
+resource "aws_iam_role" "lambda" {
+  for_each = local.functions
+
+  name_prefix        = substr("${local.function_names[each.key]}-", 0, 38)
+  description        = "pgautodumper ${each.key} Lambda"
+  assume_role_policy = data.aws_iam_policy_document.assume["lambda"].json
+  tags               = local.tags
+}
+
+resource "aws_iam_role_policy" "lambda" {
+  for_each = local.functions
+
+  name   = each.key
+  role   = aws_iam_role.lambda[each.key].id
+  policy = data.aws_iam_policy_document.lambda[each.key].json
+}
+
+################################################################################
+# Fargate: the task role (what pg_dump/verify do) and the execution role (what
+# ECS does to start the container) are separate.
+################################################################################
+
+data "aws_iam_policy_document" "task" {
+  source_policy_documents = [data.aws_iam_policy_document.lookup_secret.json]
+
+  statement {
+    sid       = "UploadBackups"
+    actions   = local.actions.multipart_write
+    resources = [local.backups_arn]
+  }
+
+  # verify streams the dump back and writes its verdict next to it.
+  statement {
+    sid       = "ReadBackups"
+    actions   = ["s3:GetObject"]
+    resources = [local.backups_arn]
+  }
+
+  statement {
+    sid       = "ListBackups"
+    actions   = ["s3:ListBucket"]
+    resources = [local.bucket_arn]
+    condition {
+      test     = "StringLike"
+      variable = "s3:prefix"
+      values   = local.list_prefixes
+    }
+  }
+
+  statement {
+    sid       = "BucketKey"
+    actions   = local.actions.bucket_key_rw
+    resources = [local.kms_key_arn]
+  }
+}
+
+resource "aws_iam_role" "task" {
+  name_prefix        = "${var.name_prefix}-task-"
+  description        = "pgautodumper dump/verify task"
+  assume_role_policy = data.aws_iam_policy_document.assume["ecs_tasks"].json
+  tags               = local.tags
+}
+
+resource "aws_iam_role_policy" "task" {
+  name   = "task"
+  role   = aws_iam_role.task.id
+  policy = data.aws_iam_policy_document.task.json
+}
+
+data "aws_iam_policy_document" "task_execution" {
+  statement {
+    sid       = "WriteTaskLogs"
+    actions   = local.actions.write_logs
+    resources = ["${aws_cloudwatch_log_group.task.arn}:*"]
+  }
+
+  dynamic "statement" {
+    for_each = local.ecr_repository_arn == null ? [] : [local.ecr_repository_arn]
+    content {
+      sid       = "PullTaskImage"
+      actions   = local.actions.ecr_pull
+      resources = [statement.value]
+    }
+  }
+
+  dynamic "statement" {
+    for_each = local.ecr_repository_arn == null ? [] : [1]
+    content {
+      sid       = "EcrLogin"
+      actions   = ["ecr:GetAuthorizationToken"]
+      resources = ["*"]
+    }
+  }
+}
+
+resource "aws_iam_role" "task_execution" {
+  name_prefix        = "${var.name_prefix}-exec-"
+  description        = "pgautodumper: ECS pulls the image and ships logs"
+  assume_role_policy = data.aws_iam_policy_document.assume["ecs_tasks"].json
+  tags               = local.tags
+}
+
+resource "aws_iam_role_policy" "task_execution" {
+  name   = "task-execution"
+  role   = aws_iam_role.task_execution.id
+  policy = data.aws_iam_policy_document.task_execution.json
+}
+
+################################################################################
+# Step Functions
+################################################################################
+
+data "aws_iam_policy_document" "state_machine" {
+  statement {
+    sid       = "InvokeFunctions"
+    actions   = ["lambda:InvokeFunction"]
+    resources = flatten([for arn in values(local.function_arns) : [arn, "${arn}:*"]])
+  }
+
+  statement {
+    sid       = "RunTasks"
+    actions   = ["ecs:RunTask"]
+    resources = [for family in keys(local.task_definitions) : "arn:${local.partition}:ecs:${local.region}:${local.account_id}:task-definition/${var.name_prefix}-${family}:*"]
+    condition {
+      test     = "ArnEquals"
+      variable = "ecs:cluster"
+      values   = [aws_ecs_cluster.this.arn]
+    }
+  }
+
+  statement {
+    sid       = "WatchTasks"
+    actions   = ["ecs:StopTask", "ecs:DescribeTasks"]
+    resources = ["arn:${local.partition}:ecs:${local.region}:${local.account_id}:task/${local.cluster_name}/*"]
+  }
+
+  statement {
+    sid       = "PassTaskRoles"
+    actions   = ["iam:PassRole"]
+    resources = [aws_iam_role.task.arn, aws_iam_role.task_execution.arn]
+    condition {
+      test     = "StringEquals"
+      variable = "iam:PassedToService"
+      values   = ["ecs-tasks.${local.dns_suffix}"]
+    }
+  }
+
+  # runTask.sync listens for task state changes through this managed rule.
+  statement {
+    sid       = "EcsSyncManagedRule"
+    actions   = local.actions.ecs_sync_rule
+    resources = [local.ecs_sync_rule_arn]
+  }
+
+  statement {
+    sid       = "EncryptedExecutions"
+    actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
+    resources = [local.kms_key_arn]
+    condition {
+      test     = "StringEquals"
+      variable = "kms:EncryptionContext:aws:states:stateMachineArn"
+      values   = [local.state_machine_arn]
+    }
+  }
+
+  statement {
+    sid       = "LogDelivery"
+    actions   = local.actions.log_delivery
+    resources = ["*"]
+  }
+
+  statement {
+    sid       = "XRay"
+    actions   = concat(local.actions.xray, ["xray:GetSamplingRules", "xray:GetSamplingTargets"])
+    resources = ["*"]
+  }
+}
+
+resource "aws_iam_role" "state_machine" {
+  name_prefix        = "${var.name_prefix}-sfn-"
+  description        = "pgautodumper backup state machine"
+  assume_role_policy = data.aws_iam_policy_document.assume["states"].json
+  tags               = local.tags
+}
+
+resource "aws_iam_role_policy" "state_machine" {
+  name   = "state-machine"
+  role   = aws_iam_role.state_machine.id
+  policy = data.aws_iam_policy_document.state_machine.json
+}
+
+################################################################################
+# EventBridge Scheduler
+################################################################################
+
+data "aws_iam_policy_document" "scheduler" {
+  statement {
+    sid       = "StartBackups"
+    actions   = ["states:StartExecution"]
+    resources = [local.state_machine_arn]
+  }
+
+  statement {
+    sid       = "EncryptedExecutionInput"
+    actions   = ["kms:GenerateDataKey"]
+    resources = [local.kms_key_arn]
+    condition {
+      test     = "StringEquals"
+      variable = "kms:EncryptionContext:aws:states:stateMachineArn"
+      values   = [local.state_machine_arn]
+    }
+  }
+
+  statement {
+    sid       = "DeadLetter"
+    actions   = ["sqs:SendMessage"]
+    resources = [aws_sqs_queue.scheduler_dlq.arn]
+  }
+
+  # Schedules (their input) and the dead-letter queue are encrypted with the key.
+  statement {
+    sid       = "EncryptedSchedulesAndDeadLetterQueue"
+    actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
+    resources = [local.kms_key_arn]
+  }
+}
+
+resource "aws_iam_role" "scheduler" {
+  name_prefix        = "${var.name_prefix}-sched-"
+  description        = "pgautodumper: schedules start backup executions"
+  assume_role_policy = data.aws_iam_policy_document.assume["scheduler"].json
+  tags               = local.tags
+}
+
+resource "aws_iam_role_policy" "scheduler" {
+  name   = "scheduler"
+  role   = aws_iam_role.scheduler.id
+  policy = data.aws_iam_policy_document.scheduler.json
+}

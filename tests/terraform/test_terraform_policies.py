@@ -1,0 +1,478 @@
+"""Our own checks, for what checkov misses (DESIGN.md, "Environment facts").
+
+- no plaintext secret in an ECS environment (task definitions and the state
+  machine's container overrides);
+- Object Lock really configured when enabled (checkov never evaluates it on
+  ``object_lock_enabled`` buckets);
+- no IAM ``*`` action, and ``*`` resources only on an allow-list, each with the
+  reason AWS requires it.
+
+Each check is a function returning violations; the ``*_catches_*`` tests feed
+it a broken configuration to prove it can fail.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.terraform.terraform_support import (
+    MODULE,
+    STATE_MACHINE,
+    Statement,
+    blocks,
+    load_hcl,
+    locals_map,
+    policy_statements,
+    unquote,
+)
+
+# (policy document, statement sid) -> (the actions allowed on "*", why AWS requires "*").
+WILDCARD_RESOURCE_ALLOW_LIST: dict[tuple[str, str], tuple[frozenset[str], str]] = {
+    ("kms", "AccountAdministration"): (
+        frozenset({"kms:*"}),
+        "key policy: '*' means this key; the AWS default delegation to IAM",
+    ),
+    ("kms", "CloudWatchLogsEncryptsOurLogGroups"): (
+        frozenset(
+            {
+                "kms:Encrypt*",
+                "kms:Decrypt*",
+                "kms:ReEncrypt*",
+                "kms:GenerateDataKey*",
+                "kms:Describe*",
+            }
+        ),
+        "key policy: '*' means this key",
+    ),
+    ("kms", "CloudWatchAlarmsPublishToEncryptedTopic"): (
+        frozenset({"kms:Decrypt", "kms:GenerateDataKey*"}),
+        "key policy: '*' means this key",
+    ),
+    ("kms", "LogDeliveryForEncryptedStateMachine"): (
+        frozenset({"kms:Decrypt", "kms:GenerateDataKey*"}),
+        "key policy: '*' means this key",
+    ),
+    ("lambda_common", "XRay"): (
+        frozenset({"xray:PutTraceSegments", "xray:PutTelemetryRecords"}),
+        "X-Ray actions have no resource-level permissions",
+    ),
+    ("state_machine", "XRay"): (
+        frozenset(
+            {
+                "xray:PutTraceSegments",
+                "xray:PutTelemetryRecords",
+                "xray:GetSamplingRules",
+                "xray:GetSamplingTargets",
+            }
+        ),
+        "X-Ray actions have no resource-level permissions",
+    ),
+    ("preflight", "DescribeNetworkInterfaces"): (
+        frozenset({"ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets"}),
+        "EC2 Describe* actions have no resource-level permissions (Lambda VPC access)",
+    ),
+    ("task_execution", "EcrLogin"): (
+        frozenset({"ecr:GetAuthorizationToken"}),
+        "ecr:GetAuthorizationToken is account-wide and takes only '*'",
+    ),
+    ("state_machine", "LogDelivery"): (
+        frozenset(
+            {
+                "logs:CreateLogDelivery",
+                "logs:GetLogDelivery",
+                "logs:UpdateLogDelivery",
+                "logs:DeleteLogDelivery",
+                "logs:ListLogDeliveries",
+                "logs:PutResourcePolicy",
+                "logs:DescribeResourcePolicies",
+                "logs:DescribeLogGroups",
+            }
+        ),
+        "CloudWatch Logs vended delivery for Step Functions requires '*' (AWS docs)",
+    ),
+}
+
+# Service-wide actions allowed only here (they are key-policy administration).
+SERVICE_WILDCARD_ALLOW_LIST = {("kms", "AccountAdministration", "kms:*")}
+
+# The container environment names the state machine may set (the CLI's inputs).
+CONTAINER_ENV_ALLOW_LIST = {
+    "PGAUTODUMPER_SECRET_ID",
+    "PGAUTODUMPER_SECRET_VERSION_ID",
+    "PGAUTODUMPER_BUCKET",
+    "PGAUTODUMPER_PREFIX",
+    "PGAUTODUMPER_NAME",
+    "PGAUTODUMPER_RUN_ID",
+    "PGAUTODUMPER_STARTED_AT",
+    "PGAUTODUMPER_PG_DUMP_MAJOR",
+    "PGAUTODUMPER_PART_SIZE",
+    "PGAUTODUMPER_KEY",
+    "PGAUTODUMPER_SCRATCH_LOCAL",
+    "PGSSLMODE",
+}
+
+SECRET_LIKE_NAME = re.compile(
+    r"PASSWORD|PASSWD|PGPASS|TOKEN|CREDENTIAL|PRIVATE|API_?KEY|ACCESS_KEY|"
+    r"SECRET(?!_ID$|_ARN$|_VERSION_ID$)",
+    re.IGNORECASE,
+)
+SECRET_LIKE_VALUE = re.compile(r"secret_string|aws_secretsmanager_secret_version|password", re.I)
+
+
+################################################################################
+# The checks
+################################################################################
+
+
+def wildcard_action_violations(statements: list[Statement]) -> list[str]:
+    violations = []
+    for st in statements:
+        if st.effect != "Allow":
+            continue
+        for action in st.actions:
+            if action == "*":
+                violations.append(f"{st.document}/{st.sid}: action '*'")
+            elif action.endswith(":*") and (st.document, st.sid, action) not in (
+                SERVICE_WILDCARD_ALLOW_LIST
+            ):
+                violations.append(f"{st.document}/{st.sid}: service-wide action {action}")
+    return violations
+
+
+def wildcard_resource_violations(statements: list[Statement]) -> list[str]:
+    violations = []
+    for st in statements:
+        if st.effect != "Allow" or "*" not in st.resources:
+            continue
+        entry = WILDCARD_RESOURCE_ALLOW_LIST.get((st.document, st.sid))
+        if entry is None:
+            violations.append(f"{st.document}/{st.sid}: resource '*' is not on the allow-list")
+            continue
+        allowed, _reason = entry
+        extra = set(st.actions) - allowed
+        if extra:
+            violations.append(
+                f"{st.document}/{st.sid}: {sorted(extra)} on '*' beyond the allow-list"
+            )
+    return violations
+
+
+def _walk(value: Any) -> list[dict]:
+    found = []
+    if isinstance(value, dict):
+        found.append(value)
+        for child in value.values():
+            found.extend(_walk(child))
+    elif isinstance(value, list):
+        for child in value:
+            found.extend(_walk(child))
+    return found
+
+
+def ecs_environment_violations(hcl: dict) -> list[str]:
+    """Container definitions (in locals or task definitions) carry no secret."""
+    scope = {
+        "locals": locals_map(hcl),
+        "task_definitions": blocks(hcl, "resource", "aws_ecs_task_definition"),
+    }
+    violations = []
+    for where, tree in scope.items():
+        text_blobs = [json.dumps(tree)]
+        for node in _walk(tree):
+            if "secrets" in node:
+                violations.append(f"{where}: container 'secrets' (the task reads secrets itself)")
+            environment = node.get("environment")
+            if environment is None:
+                continue
+            entries = environment if isinstance(environment, list) else [environment]
+            for entry in entries:
+                if not isinstance(entry, dict):
+                    violations.append(f"{where}: unreviewable environment {entry!r}")
+                    continue
+                name = str(unquote(entry.get("name", "")))
+                value = str(entry.get("value", ""))
+                if SECRET_LIKE_NAME.search(name):
+                    violations.append(f"{where}: secret-like environment name {name}")
+                if SECRET_LIKE_VALUE.search(value):
+                    violations.append(f"{where}: environment {name} takes a secret value")
+        # Environments written inside a merge()/jsonencode() string expression.
+        for blob in text_blobs:
+            for name in re.findall(r'name\s*=\s*\\?"([A-Z_][A-Z0-9_]*)', blob):
+                if SECRET_LIKE_NAME.search(name):
+                    violations.append(f"{where}: secret-like environment name {name}")
+    return violations
+
+
+def asl_override_violations(definition: dict) -> list[str]:
+    """Container overrides set only allow-listed, non-secret variables."""
+    violations = []
+    for node in _walk(definition):
+        for override in node.get("ContainerOverrides", []) if isinstance(node, dict) else []:
+            for entry in override.get("Environment", []):
+                name = entry.get("Name", "")
+                if name not in CONTAINER_ENV_ALLOW_LIST or SECRET_LIKE_NAME.search(name):
+                    violations.append(f"container override environment {name!r}")
+    return violations
+
+
+def object_lock_violations(hcl: dict) -> list[str]:
+    """A bucket that may enable Object Lock has a lock configuration with a default retention."""
+    buckets = blocks(hcl, "resource", "aws_s3_bucket")
+    configs = blocks(hcl, "resource", "aws_s3_bucket_object_lock_configuration")
+    violations = []
+    for name, bucket in buckets.items():
+        enabled = bucket.get("object_lock_enabled", False)
+        if enabled is False or enabled == "false":
+            continue
+        switch = re.findall(r"var\.[a-z_]+", str(enabled))
+        matching = [
+            (config_name, config)
+            for config_name, config in configs.items()
+            if f"aws_s3_bucket.{name}" in str(config.get("bucket", ""))
+        ]
+        if not matching:
+            violations.append(
+                f"aws_s3_bucket.{name}: object_lock_enabled without a lock configuration"
+            )
+            continue
+        for config_name, config in matching:
+            count = str(config.get("count", ""))
+            if switch and "count" in config and not all(var in count for var in switch):
+                violations.append(
+                    f"object lock configuration {config_name}: count does not follow {switch}"
+                )
+            rules = config.get("rule", [])
+            retention = [r for rule in rules for r in rule.get("default_retention", [])]
+            if not retention or not all(
+                "mode" in r and ("days" in r or "years" in r) for r in retention
+            ):
+                violations.append(
+                    f"object lock configuration {config_name}: no default retention mode and period"
+                )
+    return violations
+
+
+################################################################################
+# The module passes them
+################################################################################
+
+
+@pytest.fixture(scope="module")
+def module_hcl() -> dict:
+    return load_hcl(MODULE)
+
+
+@pytest.fixture(scope="module")
+def statements(module_hcl: dict) -> list[Statement]:
+    found = policy_statements(module_hcl)
+    assert len(found) > 30, "parsed suspiciously few policy statements"
+    return found
+
+
+def test_no_wildcard_actions(statements: list[Statement]) -> None:
+    assert wildcard_action_violations(statements) == []
+
+
+def test_wildcard_resources_only_where_aws_requires_them(statements: list[Statement]) -> None:
+    assert wildcard_resource_violations(statements) == []
+
+
+def test_allow_list_has_no_stale_entries(statements: list[Statement]) -> None:
+    used = {(st.document, st.sid) for st in statements if "*" in st.resources}
+    assert set(WILDCARD_RESOURCE_ALLOW_LIST) <= used, "remove allow-list entries no longer used"
+    assert all(reason for _, reason in WILDCARD_RESOURCE_ALLOW_LIST.values())
+
+
+def test_prune_can_never_bypass_object_lock(statements: list[Statement]) -> None:
+    denies = [st for st in statements if st.document == "prune" and st.effect == "Deny"]
+    assert any("s3:BypassGovernanceRetention" in st.actions for st in denies)
+
+
+def test_state_machine_passes_only_the_two_task_roles(module_hcl: dict) -> None:
+    document = blocks(module_hcl, "data", "aws_iam_policy_document")["state_machine"]
+    (pass_role,) = [s for s in document["statement"] if unquote(s.get("sid")) == "PassTaskRoles"]
+    assert pass_role["resources"] == [
+        "${aws_iam_role.task.arn}",
+        "${aws_iam_role.task_execution.arn}",
+    ]
+
+
+def test_no_secret_in_ecs_environment(module_hcl: dict) -> None:
+    assert ecs_environment_violations(module_hcl) == []
+
+
+def test_task_definitions_have_no_environment_at_all() -> None:
+    # Stricter than the check: the module sets none; the state machine overrides per run.
+    text = (MODULE / "ecs.tf").read_text()
+    code = "\n".join(line.split("#", 1)[0] for line in text.splitlines())
+    assert "environment" not in code
+    assert "secrets" not in code
+
+
+def test_state_machine_overrides_only_allow_listed_environment() -> None:
+    path = STATE_MACHINE / "backup.asl.json"
+    if not path.exists():
+        pytest.skip("SKIPPED: state_machine/backup.asl.json is not written yet")
+    definition = json.loads(path.read_text())
+    overrides = [n for n in _walk(definition) if isinstance(n, dict) and "ContainerOverrides" in n]
+    assert overrides, "the ASL has no container overrides to check"
+    assert asl_override_violations(definition) == []
+
+
+def test_object_lock_is_configured_when_enabled(module_hcl: dict) -> None:
+    assert blocks(module_hcl, "resource", "aws_s3_bucket")["this"]["object_lock_enabled"]
+    assert object_lock_violations(module_hcl) == []
+
+
+################################################################################
+# The checks can fail
+################################################################################
+
+
+def _write(tmp_path: Path, text: str) -> dict:
+    (tmp_path / "main.tf").write_text(text)
+    return load_hcl(tmp_path)
+
+
+BAD_POLICY = """
+locals {
+  actions = { everything = ["s3:*"] }
+}
+data "aws_iam_policy_document" "bad" {
+  statement {
+    sid       = "Admin"
+    actions   = ["*"]
+    resources = ["*"]
+  }
+  statement {
+    sid       = "AllOfS3"
+    actions   = local.actions.everything
+    resources = ["arn:aws:s3:::b/*"]
+  }
+  dynamic "statement" {
+    for_each = [1]
+    content {
+      sid       = "XRay"
+      actions   = ["xray:PutTraceSegments", "s3:GetObject"]
+      resources = ["*"]
+    }
+  }
+}
+data "aws_iam_policy_document" "lambda_common" {
+  statement {
+    sid       = "XRay"
+    actions   = ["xray:PutTraceSegments", "s3:GetObject"]
+    resources = ["*"]
+  }
+}
+"""
+
+
+def test_iam_checks_catch_wildcards(tmp_path: Path) -> None:
+    bad = policy_statements(_write(tmp_path, BAD_POLICY))
+    actions = wildcard_action_violations(bad)
+    assert "bad/Admin: action '*'" in actions
+    assert "bad/AllOfS3: service-wide action s3:*" in actions
+    resources = wildcard_resource_violations(bad)
+    assert "bad/Admin: resource '*' is not on the allow-list" in resources
+    assert "bad/XRay: resource '*' is not on the allow-list" in resources
+    assert "lambda_common/XRay: ['s3:GetObject'] on '*' beyond the allow-list" in resources
+
+
+def test_environment_check_catches_a_password(tmp_path: Path) -> None:
+    hcl = _write(
+        tmp_path,
+        """
+resource "aws_ecs_task_definition" "bad" {
+  container_definitions = jsonencode([{
+    name        = "x"
+    environment = [{ name = "PGPASSWORD", value = "hunter2" }]
+  }])
+}
+locals {
+  container = {
+    environment = [{
+      name  = "DB_URL"
+      value = data.aws_secretsmanager_secret_version.db.secret_string
+    }]
+    secrets     = [{ name = "X", valueFrom = "arn" }]
+  }
+}
+""",
+    )
+    violations = ecs_environment_violations(hcl)
+    assert any("PGPASSWORD" in v for v in violations), violations
+    assert any("DB_URL takes a secret value" in v for v in violations), violations
+    assert any("container 'secrets'" in v for v in violations), violations
+
+
+def test_override_check_catches_unknown_and_secret_names() -> None:
+    definition = {
+        "States": {
+            "Dump": {
+                "Parameters": {
+                    "Overrides": {
+                        "ContainerOverrides": [
+                            {"Environment": [{"Name": "PGPASSWORD", "Value.$": "$.x"}]},
+                            {"Environment": [{"Name": "PGAUTODUMPER_BUCKET", "Value": "b"}]},
+                        ]
+                    }
+                }
+            }
+        }
+    }
+    assert asl_override_violations(definition) == ["container override environment 'PGPASSWORD'"]
+
+
+def test_object_lock_check_catches_a_missing_configuration(tmp_path: Path) -> None:
+    hcl = _write(
+        tmp_path,
+        """
+resource "aws_s3_bucket" "locked" {
+  object_lock_enabled = true
+}
+resource "aws_s3_bucket" "switched" {
+  object_lock_enabled = var.enable_object_lock
+}
+resource "aws_s3_bucket_object_lock_configuration" "switched" {
+  count  = var.create_bucket ? 1 : 0
+  bucket = aws_s3_bucket.switched.id
+  rule {
+    default_retention {
+      mode = "GOVERNANCE"
+    }
+  }
+}
+""",
+    )
+    violations = object_lock_violations(hcl)
+    assert "aws_s3_bucket.locked: object_lock_enabled without a lock configuration" in violations
+    assert any("count does not follow" in v for v in violations), violations
+    assert any("no default retention" in v for v in violations), violations
+
+
+################################################################################
+# The ASL template and the module agree on the placeholders
+################################################################################
+
+
+def _templatefile_vars() -> set[str]:
+    text = (MODULE / "sfn.tf").read_text()
+    body = text[text.index("templatefile(") : text.index("})", text.index("templatefile("))]
+    return set(re.findall(r"^\s+([a-z_]+)\s+=", body, re.MULTILINE))
+
+
+def test_templatefile_supplies_exactly_the_asl_placeholders() -> None:
+    path = STATE_MACHINE / "backup.asl.json"
+    if not path.exists():
+        pytest.skip("SKIPPED: state_machine/backup.asl.json is not written yet")
+    text = path.read_text()
+    placeholders = set(re.findall(r"\$\{([a-z_]+)\}", text))
+    assert placeholders == _templatefile_vars()
+    rendered = re.sub(r"\$\{([a-z_]+)\}", lambda m: f"dummy-{m.group(1)}", text)
+    json.loads(rendered)  # renders to valid JSON
