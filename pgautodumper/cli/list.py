@@ -6,7 +6,7 @@ import click
 from pydantic import BaseModel
 
 from pgautodumper import catalog
-from pgautodumper.cli.options import bucket_options, emit, json_option
+from pgautodumper.cli.options import bucket_options, emit, human_bytes, json_option
 
 
 class ListedBackup(BaseModel):
@@ -33,7 +33,7 @@ def command(bucket: str, prefix: str, name: str, show_all: bool, as_json: bool) 
         if entry.complete or show_all
     ]
     text = "\n".join(
-        f"{r.started_at}  {_size(r.stored_bytes):>10}  "
+        f"{r.started_at}  {'-' if r.stored_bytes is None else human_bytes(r.stored_bytes):>10}  "
         f"{'' if r.duration_seconds is None else f'{r.duration_seconds:.1f}s':>8}  "
         f"{r.verified if r.complete else 'INCOMPLETE':<12}  {r.key}"
         for r in rows
@@ -52,13 +52,3 @@ def _row(bucket: str, entry: catalog.BackupEntry) -> ListedBackup:
         duration_seconds=manifest.duration_seconds if manifest else None,
         verified=verdict.verdict if verdict else "unverified",
     )
-
-
-def _size(size: int | None) -> str:
-    if size is None:
-        return "-"
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return str(size)

@@ -14,6 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import click
 
+from pgautodumper.cli.options import human_bytes
 from pgautodumper.local.emulator import Emulator, Transition
 from pgautodumper.local.run import LocalRunResult, run_in, sample_database
 
@@ -32,6 +33,11 @@ def _stdout_to_stderr() -> Iterator[None]:
         os.close(saved)
 
 
+# Without --verbose the live view is the state transitions; the Lambdas' JSON
+# log lines and EMF metric blobs would bury them.
+_QUIET_LAMBDAS = {"POWERTOOLS_LOG_LEVEL": "WARNING", "POWERTOOLS_METRICS_DISABLED": "true"}
+
+
 def _print_transition(transition: Transition) -> None:
     if transition.kind == "entered":
         click.echo(f"  → {transition.state}", err=True)
@@ -39,14 +45,6 @@ def _print_transition(transition: Transition) -> None:
         click.echo(f"    ✗ {transition.detail}", err=True)
     elif transition.kind.startswith("Execution"):
         click.echo(f"  {transition.kind}", err=True)
-
-
-def _human(size: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024:
-            return f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} TiB"
 
 
 def _report(result: LocalRunResult) -> dict[str, Any]:
@@ -71,8 +69,9 @@ def _print_report(report: dict[str, Any]) -> None:
     if dump:
         lines += [
             f"backup: {dump['dump_key']}",
-            f"size: {_human(dump['stored_bytes'])} stored, {_human(dump['raw_bytes'])} raw",
-            f"throughput: {_human(dump['throughput_bytes_per_second'])}/s",
+            f"size: {human_bytes(dump['stored_bytes'])} stored, "
+            f"{human_bytes(dump['raw_bytes'])} raw",
+            f"throughput: {human_bytes(dump['throughput_bytes_per_second'])}/s",
             f"sha256: {dump['sha256']}",
         ]
     if run.get("verify"):
@@ -103,13 +102,15 @@ def _print_report(report: dict[str, Any]) -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write the execution history as JSON.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("-v", "--verbose", is_flag=True, help="Also show the Lambdas' logs and metrics.")
 def command(
     database_url: str | None,
     verify: bool,
     scenario: str | None,
     history_out: Path | None,
     as_json: bool,
+    verbose: bool,
 ) -> None:
     """Run the real state machine, Lambdas and dump task locally (moto, no Docker)."""
     with ExitStack() as stack:
@@ -126,6 +127,7 @@ def command(
             scenario=scenario,
             sslmode=sslmode if database_url else "disable",
             on_event=_print_transition,
+            lambda_environment=None if verbose else _QUIET_LAMBDAS,
         )
     if history_out:
         history_out.write_text(json.dumps(result.execution.history, indent=2, default=str))

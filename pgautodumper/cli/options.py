@@ -70,3 +70,12 @@ def emit(model: BaseModel | list[Any] | dict[str, Any], as_json: bool, text: str
         click.echo(model.model_dump_json(indent=2, by_alias=True))
     else:
         click.echo(json.dumps(model, indent=2, default=str))
+
+
+def human_bytes(size: float) -> str:
+    """1536 -> '1.5 KiB', for text output (JSON output keeps exact byte counts)."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024:
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} TiB"

@@ -70,11 +70,17 @@ def run_in(
     before_start: Callable[[LocalStack], None] | None = None,
     notify_on_success: bool = True,
     task_environment: dict[str, str] | None = None,
+    lambda_environment: dict[str, str] | None = None,
 ) -> LocalRunResult:
     """Provision in ``emu``, run one execution with a schedule's input, collect the evidence."""
     started = time.monotonic()
     patches.load_mock_config(MOCK_CONFIG)
-    stack = provision(emu, database_url, task_environment=task_environment)
+    stack = provision(
+        emu,
+        database_url,
+        task_environment=task_environment,
+        lambda_environment=lambda_environment,
+    )
     if before_start:
         before_start(stack)
     first_task = len(patches.local_tasks())
