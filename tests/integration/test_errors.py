@@ -211,3 +211,31 @@ def test_debug_shows_the_traceback(cli, bucket):
     assert result.returncode == 11
     assert "Traceback" in result.stderr
     assert BACKUP_PASSWORD not in result.stderr
+
+
+def test_pg_restore_failure_is_reported_with_its_stderr(cli, pg, bucket, backed_up):
+    pg.psql("DROP ROLE IF EXISTS restricted; CREATE ROLE restricted LOGIN PASSWORD 'restricted-pw'")
+    pg.psql('CREATE DATABASE "restricted_target" TEMPLATE template0')
+    url = pg.url("restricted", "restricted-pw", "restricted_target")
+    result = cli(
+        "restore", "--bucket", bucket, "--key", backed_up["dump_key"], "--database-url", url
+    )
+    assert_one_line_error(
+        result,
+        22,
+        "pg_restore exited with code 1",
+        "permission denied",
+        "treat the target database as incomplete",
+    )
+
+
+def test_list_hides_incomplete_leftovers_unless_asked(cli, bucket, s3, backed_up):
+    leftover = backed_up["dump_key"].replace(backed_up["run_id"], "crashed-run")
+    s3.put_object(Bucket=bucket, Key=leftover, Body=b"partial")
+
+    complete = json.loads(cli("list", "--bucket", bucket, "--name", "small", "--json").stdout)
+    assert [row["key"] for row in complete] == [backed_up["dump_key"]]
+    everything = cli("list", "--bucket", bucket, "--name", "small", "--all")
+    assert everything.returncode == 0
+    [flagged] = [line for line in everything.stdout.splitlines() if "crashed-run" in line]
+    assert "INCOMPLETE" in flagged
