@@ -5,8 +5,8 @@ ratio is its wall time over the baseline (`pg_dump -Fc -Z0 > /dev/null`, the
 source limit) of the same round, and the report gives medians. Peak RSS is the
 uploader process's own (os.wait4), the stored size what landed in S3.
 
-Environment: BENCH_SCALE (pgbench scale, default 20), BENCH_JSONB_ROWS
-(default 200000), BENCH_ROUNDS (default 3), BENCH_SMALL_SCALE (default 5, for
+Environment: BENCH_SCALE (pgbench scale, default 50), BENCH_JSONB_ROWS
+(default 500000), BENCH_ROUNDS (default 3), BENCH_SMALL_SCALE (default 5, for
 the flat-RSS check), BENCH_LEVEL (zstd level, default 1).
 """
 
@@ -167,9 +167,9 @@ def run_rounds(
 
 
 def main() -> None:
-    scale = int(os.environ.get("BENCH_SCALE", "20"))
+    scale = int(os.environ.get("BENCH_SCALE", "50"))
     small_scale = int(os.environ.get("BENCH_SMALL_SCALE", "5"))
-    jsonb_rows = int(os.environ.get("BENCH_JSONB_ROWS", "200000"))
+    jsonb_rows = int(os.environ.get("BENCH_JSONB_ROWS", "500000"))
     rounds = int(os.environ.get("BENCH_ROUNDS", "3"))
     level = int(os.environ.get("BENCH_LEVEL", "1"))
     with ThrowawayPostgres() as pg, MotoServer() as moto:

@@ -138,7 +138,8 @@ class S3MultipartSink:
         self.bucket, self.key = bucket, key
         self.base_part_size = base_part_size
         self._s3 = aws.client("s3")
-        self._buffer = bytearray()
+        self._buffer = bytearray(self.base_part_size)  # pre-sized: never over-allocated
+        self._filled = 0
         self._parts: list[Future[dict[str, object]]] = []
         self._slots = threading.Semaphore(MAX_IN_FLIGHT)
         self._pool = ThreadPoolExecutor(MAX_IN_FLIGHT, thread_name_prefix="s3-part")
@@ -171,17 +172,25 @@ class S3MultipartSink:
         return part_size(len(self._parts) + 1, self.base_part_size)
 
     def write(self, data: bytes) -> None:
-        self._buffer += data
-        if len(self._buffer) >= self.current_part_size:
-            self._flush()
+        view = memoryview(data)
+        while view:
+            take = min(len(self._buffer) - self._filled, len(view))
+            self._buffer[self._filled : self._filled + take] = view[:take]
+            self._filled += take
+            view = view[take:]
+            if self._filled == len(self._buffer):
+                self._flush()
 
     def _flush(self) -> None:
         # The filled buffer itself becomes the part body: no copy of a whole part.
-        body, self._buffer = self._buffer, bytearray()
+        body = self._buffer
+        del body[self._filled :]  # only the last part is short
+        self._filled = 0
         self._raise_failed_part()
         self._slots.acquire()  # backpressure: the producer waits for a free slot
         number = len(self._parts) + 1
         self._parts.append(self._pool.submit(self._upload_part, number, body))
+        self._buffer = bytearray(self.current_part_size)
 
     def _upload_part(self, number: int, body: bytearray) -> dict[str, object]:
         try:
@@ -210,7 +219,7 @@ class S3MultipartSink:
             ) from None
 
     def complete(self) -> int:
-        if self._buffer or not self._parts:
+        if self._filled or not self._parts:
             self._flush()
         parts = [self._part_result(f) for f in self._parts]
         try:
@@ -238,7 +247,7 @@ class S3MultipartSink:
 
     def _close(self) -> None:
         self._closed = True
-        self._buffer = bytearray()
+        self._buffer, self._filled = bytearray(), 0
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 

@@ -172,3 +172,18 @@ def test_complete_refuses_a_key_written_while_uploading(bucket, s3):
         sink.complete()
     sink.abort()
     assert s3.get_object(Bucket=bucket, Key="race/key.dump.zst")["Body"].read() == b"theirs"
+
+
+def test_parts_are_cut_at_exactly_the_part_size(bucket, s3):
+    data = os.urandom(PART * 2 + PART // 2)
+    sink = storage.S3MultipartSink(bucket, "exact/key.dump.zst", base_part_size=PART)
+    for start in range(0, len(data), 777_777):  # chunks that straddle part boundaries
+        sink.write(data[start : start + 777_777])
+    assert sink.complete() == 3
+
+    sizes = [
+        s3.head_object(Bucket=bucket, Key="exact/key.dump.zst", PartNumber=n)["ContentLength"]
+        for n in (1, 2, 3)
+    ]
+    assert sizes == [PART, PART, PART // 2]
+    assert s3.get_object(Bucket=bucket, Key="exact/key.dump.zst")["Body"].read() == data
