@@ -31,7 +31,9 @@ from pgautodumper.errors import (
 
 MiB = 1024 * 1024
 MIN_PART_SIZE = 5 * MiB  # S3's minimum for every part but the last
-DEFAULT_PART_SIZE = 16 * MiB
+# Three parts live at once (two uploading, one filling): 12 MiB keeps the process
+# under 128 MiB, and 10,000 parts growing from 12 MiB still reach 5 TiB.
+DEFAULT_PART_SIZE = 12 * MiB
 MAX_PART_SIZE = 5 * 1024 * MiB
 MAX_PARTS = 10_000
 PARTS_PER_STEP = 1_000
@@ -55,7 +57,7 @@ def part_size(part_number: int, base: int) -> int:
     """Size of part ``part_number`` (1-based): doubles every 1,000 parts.
 
     With a 5 MiB base the first 10,000 parts hold over 2.5 TiB; with the
-    16 MiB default, more than S3's 5 TiB object limit.
+    12 MiB default, more than S3's 5 TiB object limit.
     """
     return min(base << ((part_number - 1) // PARTS_PER_STEP), MAX_PART_SIZE)
 

@@ -22,5 +22,5 @@ def test_the_database_fits_at_the_starting_size(database_size):
     assert base % storage.MiB == 0
 
 
-def test_small_databases_start_at_16_mib():
-    assert storage.initial_part_size(100 * storage.MiB) == 16 * storage.MiB
+def test_small_databases_start_at_12_mib():
+    assert storage.initial_part_size(100 * storage.MiB) == 12 * storage.MiB
