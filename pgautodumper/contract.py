@@ -3,15 +3,18 @@
 One JSON document flows through the Step Functions execution. Each state reads
 what it needs and writes its typed result at a fixed ``ResultPath``:
 
-    $            BackupRequest      (the execution input a schedule sends)
-    $.execution  ExecutionContext   (from the context object: id, name, start time)
-    $.target     ConnectionTarget   LookupSecret
-    $.preflight  PreflightResult    Preflight
-    $.dump       DumpResult         Record (read from the manifest)
-    $.verify     VerifyResult       Verify task + its verdict
-    $.prune      PruneResult        Prune
-    $.error      FailureInfo        any Catch
-    output       RunReport          Notify / the final state
+    $               BackupRequest      (the execution input a schedule sends; Normalize
+                                        moves its ``verify`` flag to $.verify_requested)
+    $.execution     ExecutionContext   (from the context object: id, name, start time)
+    $.target        ConnectionTarget   LookupSecret
+    $.preflight     PreflightResult    Preflight (takes the lock)
+    $.dump          DumpResult         Record (read from the manifest)
+    $.verify        VerifyResult       Verify task + its verdict
+    $.prune         PruneResult        Prune
+    $.prune_error   FailureInfo        Prune's Catch: the run succeeds with a warning
+    $.lock          LockRelease        ReleaseLock
+    $.error         FailureInfo        any other Catch
+    $.report        RunReport          Notify; the execution's output
 
 The ASL, the handlers, the task and the tests all use these models; an edge in
 an execution history must parse as its model. No model has a password field.
@@ -19,12 +22,14 @@ an execution history must parse as its model. No model has a password field.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from pgautodumper import layout
+from pgautodumper.errors import UsageError
 
 
 class Model(BaseModel):
@@ -147,8 +152,6 @@ class FailureInfo(Model):
 
     @property
     def cause_json(self) -> Any:
-        import json
-
         try:
             return json.loads(self.cause)
         except ValueError:
@@ -198,8 +201,6 @@ class ExecutionDocument(BackupRequest):
     def require(self, part: str) -> Any:
         value = getattr(self, part)
         if value is None:
-            from pgautodumper.errors import UsageError
-
             raise UsageError(
                 f"execution document for {self.name!r} has no '{part}'",
                 hint=f"the state machine must pass ${part} (ResultPath of an earlier state)",

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from pgautodumper import contract
 from pgautodumper.local.emulator import Emulator
 from pgautodumper.local.run import LocalRunResult, run_in
 from tests.conftest import BACKUP_PASSWORD
@@ -44,11 +45,20 @@ def run(emu: Emulator, database: str, capfd):
         emu.reset()
         result = run_in(emu, database, name="items", **kwargs)
         captured = capfd.readouterr()
-        evidence = json.dumps(
-            [result.execution.history, result.execution.output, result.notifications,
-             result.task_logs, result.execution.cause],
-            default=str,
-        ) + captured.out + captured.err  # fmt: skip
+        evidence = (
+            json.dumps(
+                [
+                    result.execution.history,
+                    result.execution.output,
+                    result.notifications,
+                    result.task_logs,
+                    result.execution.cause,
+                ],
+                default=str,
+            )
+            + captured.out
+            + captured.err
+        )
         assert BACKUP_PASSWORD not in evidence
         return result
 
@@ -73,8 +83,18 @@ def test_happy_path_with_verify(run) -> None:
     result = run(verify=True)
     assert result.execution.status == "SUCCEEDED"
     visited = result.execution.visited
-    for state in ("LookupSecret", "Preflight", "Dump", "Record", "Verify", "VerifyPassed",
-                  "Prune", "ReleaseLock", "Notify", "Succeeded"):  # fmt: skip
+    for state in (
+        "LookupSecret",
+        "Preflight",
+        "Dump",
+        "Record",
+        "Verify",
+        "VerifyPassed",
+        "Prune",
+        "ReleaseLock",
+        "Notify",
+        "Succeeded",
+    ):
         assert state in visited
     report = result.execution.output
     assert report["status"] == "SUCCEEDED"
@@ -82,6 +102,55 @@ def test_happy_path_with_verify(run) -> None:
     assert suffixes(result) == ["dump.zst", "manifest.json", "verified.json"]  # lock released
     assert report["dump"]["stored_bytes"] == result.objects[report["dump"]["dump_key"]]
     assert [n["subject"] for n in result.notifications] == ["pgautodumper backup items succeeded"]
+
+
+# Where each state writes, and the contract model its result must parse as.
+EDGE_MODELS = {
+    "target": contract.ConnectionTarget,
+    "preflight": contract.PreflightResult,
+    "dump": contract.DumpResult,
+    "verify": contract.VerifyResult,
+    "prune": contract.PruneResult,
+    "lock": contract.LockRelease,
+    "report": contract.RunReport,
+    "error": contract.FailureInfo,
+    "prune_error": contract.FailureInfo,
+}
+
+
+def assert_every_edge_parses(result: LocalRunResult) -> set[str]:
+    """Every Lambda input and every state's output parses as the contract says:
+    the request until Normalize, the execution document after it (each
+    ResultPath as its model), the RunReport at the end. Returns the paths seen."""
+    seen: set[str] = set()
+    for event in result.execution.history:
+        if event["type"] == "LambdaFunctionScheduled":
+            inp = json.loads(event["lambdaFunctionScheduledEventDetails"]["input"])
+            contract.ExecutionDocument.model_validate(inp)
+        if not event["type"].endswith("StateExited"):
+            continue
+        details = event["stateExitedEventDetails"]
+        output = json.loads(details["output"])
+        if details["name"] == "ApplyDefaults":
+            contract.BackupRequest.model_validate(output)
+        elif details["name"] in ("Succeeded", "Skipped"):
+            contract.RunReport.model_validate(output)
+        else:
+            contract.ExecutionDocument.model_validate(output)
+            for path, model in EDGE_MODELS.items():
+                if output.get(path) is not None:
+                    model.model_validate(output[path])
+                    seen.add(path)
+    return seen
+
+
+def test_every_edge_of_the_history_parses_as_its_model(run) -> None:
+    happy = assert_every_edge_parses(run(verify=True))
+    assert {"target", "preflight", "dump", "verify", "prune", "lock", "report"} <= happy
+    failed = assert_every_edge_parses(run(verify=False, scenario="AuthFailure"))
+    assert {"target", "error", "report"} <= failed
+    warned = assert_every_edge_parses(run(verify=False, scenario="PruneFailure"))
+    assert "prune_error" in warned
 
 
 def test_happy_path_without_verify_and_no_success_notification(run) -> None:
@@ -165,10 +234,12 @@ def test_lock_held_by_a_running_execution_is_a_clear_skip(run, emu: Emulator) ->
     def hold_lock(stack) -> None:
         sfn = emu.client("stepfunctions")
         waiting = sfn.create_state_machine(
-            name="holder", roleArn="arn:aws:iam::123456789012:role/x",
-            definition=json.dumps({"StartAt": "W", "States": {
-                "W": {"Type": "Wait", "Seconds": 600, "End": True}}}),
-        )["stateMachineArn"]  # fmt: skip
+            name="holder",
+            roleArn="arn:aws:iam::123456789012:role/x",
+            definition=json.dumps(
+                {"StartAt": "W", "States": {"W": {"Type": "Wait", "Seconds": 600, "End": True}}}
+            ),
+        )["stateMachineArn"]
         holder["arn"] = sfn.start_execution(stateMachineArn=waiting)["executionArn"]
         body = {"execution_arn": holder["arn"], "acquired_at": datetime.now(UTC).isoformat()}
         emu.client("s3").put_object(Bucket=stack.bucket, Key="items/.lock", Body=json.dumps(body))
