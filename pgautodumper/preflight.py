@@ -44,7 +44,8 @@ log = logging.getLogger(__name__)
 
 # The pg_dump majors in the dump task's image; the Lambda cannot look, so it is told.
 PG_DUMP_MAJORS_ENV = "PGAUTODUMPER_PG_DUMP_MAJORS"
-DEFAULT_PG_DUMP_MAJORS = (13, 14, 15, 16, 17)
+# The postgresql-client-* majors in task_image/Dockerfile (a test keeps them equal).
+DEFAULT_PG_DUMP_MAJORS = (13, 14, 15, 16, 17, 18)
 # A lock older than the task timeouts plus this margin belongs to a dead execution.
 LOCK_MARGIN_SECONDS = 3600
 MAX_LISTED = 50  # unreadable objects named in one message; the rest are counted

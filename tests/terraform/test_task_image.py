@@ -106,3 +106,11 @@ def test_entrypoint_without_inputs_fails_with_a_usage_error(tmp_path: Path) -> N
     result = _run([str(script), "backup"], tmp_path)
     assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
     assert "Traceback" not in result.stderr
+
+
+def test_preflight_offers_exactly_the_pg_dump_majors_the_image_ships() -> None:
+    from pgautodumper.preflight import DEFAULT_PG_DUMP_MAJORS
+
+    dockerfile = (REPO / "task_image" / "Dockerfile").read_text()
+    shipped = sorted({int(m) for m in re.findall(r"postgresql-client-(\d+)", dockerfile)})
+    assert tuple(shipped) == DEFAULT_PG_DUMP_MAJORS
