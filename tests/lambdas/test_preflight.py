@@ -10,7 +10,7 @@ import boto3
 import pytest
 
 from lambdas import preflight as preflight_lambda
-from pgautodumper import layout
+from pgautodumper import layout, storage
 from pgautodumper.contract import PreflightResult
 from pgautodumper.errors import (
     BackupAlreadyRunningError,
@@ -76,7 +76,7 @@ def test_healthy_database_reports_facts_and_takes_the_lock(
     assert result.server_version.startswith("15")
     assert result.pg_dump_major == 15
     assert result.database_size_bytes > 1_000_000
-    assert result.part_size_bytes == 16 * 1024 * 1024
+    assert result.part_size_bytes == storage.DEFAULT_PART_SIZE
     assert result.is_replica is False and result.warnings == []
     keys = layout.backup_keys("backups", "app", datetime(2024, 5, 6, 7, 8, 9, tzinfo=UTC), arn)
     assert (result.dump_key, result.manifest_key) == (keys.dump, keys.manifest)
