@@ -12,6 +12,7 @@ parts always reach S3's 5 TiB object limit. Nothing is visible until
 from __future__ import annotations
 
 import contextlib
+import queue
 import threading
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -140,6 +141,9 @@ class S3MultipartSink:
         self.bucket, self.key = bucket, key
         self.base_part_size = base_part_size
         self._s3 = aws.client("s3")
+        # At most MAX_IN_FLIGHT + 1 part buffers ever exist: uploaded ones come back
+        # here and are refilled, so a long stream does not churn the allocator.
+        self._free: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
         self._buffer = bytearray(self.base_part_size)  # pre-sized: never over-allocated
         self._filled = 0
         self._parts: list[Future[dict[str, object]]] = []
@@ -192,7 +196,15 @@ class S3MultipartSink:
         self._slots.acquire()  # backpressure: the producer waits for a free slot
         number = len(self._parts) + 1
         self._parts.append(self._pool.submit(self._upload_part, number, body))
-        self._buffer = bytearray(self.current_part_size)
+        self._buffer = self._next_buffer()
+
+    def _next_buffer(self) -> bytearray:
+        size = self.current_part_size
+        try:
+            buffer = self._free.get_nowait()
+        except queue.Empty:
+            return bytearray(size)
+        return buffer if len(buffer) == size else bytearray(size)
 
     def _upload_part(self, number: int, body: bytearray) -> dict[str, object]:
         try:
@@ -205,6 +217,7 @@ class S3MultipartSink:
             )
             return {"PartNumber": number, "ETag": response["ETag"]}
         finally:
+            self._free.put(body)
             self._slots.release()
 
     def _raise_failed_part(self) -> None:
