@@ -212,7 +212,8 @@ def main() -> None:
             rss = statistics.median(res.rss for _, res in rows) / MiB
             stored = rows[-1][1].stored
             stored_text = "-" if stored is None else f"{stored / MiB:.1f} ({stored / raw:.1%})"
-            print(f"| {name} | {seconds:.2f} | {ratio:.2f}x | {rss:.0f} | {stored_text} |")
+            label = name.replace("|", "\\|")  # a pipe in a name would split the cell
+            print(f"| {label} | {seconds:.2f} | {ratio:.2f}x | {rss:.0f} | {stored_text} |")
 
         small = make_database(
             pg, "bench_small", small_scale, jsonb_rows // max(1, scale // small_scale)
