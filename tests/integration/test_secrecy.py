@@ -30,48 +30,15 @@ def test_password_stays_out_of_argv_output_and_objects(
     target = make_database()
     scratch = pg.url("pgad_backup", BACKUP_PASSWORD, "postgres")
 
-    runs = [cli("backup", "--database-url", source, "--bucket", bucket, "--name", "s", env=env)]
-    runs.append(
-        cli(
-            "restore",
-            "--bucket",
-            bucket,
-            "--latest",
-            "--name",
-            "s",
-            "--database-url",
-            target,
-            env=env,
-        )
-    )
-    runs.append(
-        cli(
-            "verify",
-            "--bucket",
-            bucket,
-            "--latest",
-            "--name",
-            "s",
-            "--scratch-url",
-            scratch,
-            env=env,
-        )
-    )
-    runs.append(cli("list", "--bucket", bucket, "--name", "s", "--all", "--json", env=env))
-    runs.append(
-        cli(
-            "--debug",
-            "restore",
-            "--bucket",
-            bucket,
-            "--latest",
-            "--name",
-            "s",
-            "--database-url",
-            target,
-            env=env,
-        )
-    )  # target not empty: fails
+    latest = ("--bucket", bucket, "--latest", "--name", "s")
+    runs = [
+        cli("backup", "--database-url", source, "--bucket", bucket, "--name", "s", env=env),
+        cli("restore", *latest, "--database-url", target, env=env),
+        cli("verify", *latest, "--scratch-url", scratch, env=env),
+        cli("list", "--bucket", bucket, "--name", "s", "--all", "--json", env=env),
+        # the target is no longer empty: this one fails, and --debug adds the traceback
+        cli("--debug", "restore", *latest, "--database-url", target, env=env),
+    ]
 
     assert [r.returncode for r in runs] == [0, 0, 0, 0, 14]
     argv = log.read_text()
