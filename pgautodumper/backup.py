@@ -18,6 +18,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import IO
 
+import psycopg
 import zstandard
 from pydantic import BaseModel
 
@@ -71,7 +72,7 @@ class _CountingReader:
 class _RowCounter(threading.Thread):
     """Counts rows in the held snapshot while pg_dump streams."""
 
-    def __init__(self, conn) -> None:
+    def __init__(self, conn: psycopg.Connection) -> None:
         super().__init__(name="row-counts", daemon=True)
         self._conn = conn
         self.result: list[TableRows] = []
@@ -155,8 +156,7 @@ def run_backup(
         tool_version=__version__,
         tables=tables,
     )
-    if not isinstance(sink, storage.NullSink):
-        storage.put_if_absent(options.bucket, keys.manifest, manifest.to_json())
+    sink.write_manifest(keys.manifest, manifest.to_json())
     return manifest
 
 

@@ -115,6 +115,10 @@ class Sink(Protocol):
         """Discard everything; must be safe to call at any time, more than once."""
         ...
 
+    def write_manifest(self, key: str, body: bytes) -> None:
+        """Store the commit marker, after :meth:`complete`; never over an existing one."""
+        ...
+
 
 class NullSink:
     """Counts and drops the bytes: the benchmark seam for the dump stage."""
@@ -129,6 +133,9 @@ class NullSink:
         return 1
 
     def abort(self) -> None:
+        pass
+
+    def write_manifest(self, key: str, body: bytes) -> None:
         pass
 
 
@@ -259,6 +266,9 @@ class S3MultipartSink:
             self._s3.abort_multipart_upload(
                 Bucket=self.bucket, Key=self.key, UploadId=self._upload_id
             )
+
+    def write_manifest(self, key: str, body: bytes) -> None:
+        put_if_absent(self.bucket, key, body)
 
     def _close(self) -> None:
         self._closed = True
