@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test bench lint format package schema checkov tf-check image clean
+.PHONY: install run test bench lint format package schema checkov tf-check image clean smoke-aws
 
 install: $(STAMP)
 
@@ -53,3 +53,8 @@ tf-check:
 # Needs a Docker engine (none on the CI machines: there the Dockerfile is linted and the entrypoint tested).
 image:
 	docker build -f task_image/Dockerfile -t pgautodumper:$$(git rev-parse --short HEAD) .
+
+# The whole system in your own AWS account, then destroyed (terraform/README.md, "Smoke test
+# in your account"): SMOKE_SECRET_ARN, SMOKE_VPC_ID, SMOKE_SUBNET_IDS, SMOKE_TASK_IMAGE, AWS_REGION.
+smoke-aws: install
+	$(BIN)/python scripts/smoke_aws.py $(SMOKE_ARGS)

@@ -25,8 +25,8 @@ from pathlib import Path
 import boto3
 
 from pgautodumper.local.moto_server import MotoServer
-from pgautodumper.local.postgres import ThrowawayPostgres
 from pgautodumper.pgtools import find_tool
+from pgautodumper.scratch import ThrowawayPostgres
 from tests.faults import faulty_proxy
 
 ROLE, PASSWORD = "bench", "bench-password"

@@ -1,7 +1,7 @@
 """LookupSecret: the secret ARN → a ConnectionTarget with the secret version pinned."""
 
 from lambdas import powertools
-from pgautodumper.contract import ExecutionDocument
+from pgautodumper.contract import parse_document
 from pgautodumper.secrets import lookup_target
 
 logger, tracer, metrics = powertools()
@@ -11,5 +11,5 @@ logger, tracer, metrics = powertools()
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def handler(event: dict, context: object) -> dict:
-    document = ExecutionDocument.model_validate(event)
-    return lookup_target(document.secret_arn).model_dump(mode="json")
+    document = parse_document(event)
+    return lookup_target(document.request.secret_arn).model_dump(mode="json")

@@ -2,7 +2,7 @@
 
 from lambdas import powertools
 from pgautodumper import record
-from pgautodumper.contract import ExecutionDocument
+from pgautodumper.contract import parse_document
 
 logger, tracer, metrics = powertools()
 
@@ -11,5 +11,5 @@ logger, tracer, metrics = powertools()
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def handler(event: dict, context: object) -> dict:
-    document = ExecutionDocument.model_validate(event)
+    document = parse_document(event)
     return record.run(document, metrics).model_dump(mode="json")

@@ -14,9 +14,15 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
+# Standard mode retries throttling, 500/502/503/504 and connection errors with
+# exponential backoff (https://docs.aws.amazon.com/boto3/latest/guide/retries.html);
+# 5 attempts unless AWS_MAX_ATTEMPTS says otherwise.
+DEFAULT_MAX_ATTEMPTS = 5
 _CONFIG = Config(
-    # max_attempts is left to AWS_MAX_ATTEMPTS (standard mode default: 3).
-    retries={"mode": "standard"},
+    retries={
+        "mode": "standard",
+        "max_attempts": int(os.environ.get("AWS_MAX_ATTEMPTS") or DEFAULT_MAX_ATTEMPTS),
+    },
     connect_timeout=10,
     read_timeout=60,
     max_pool_connections=16,

@@ -5,10 +5,17 @@ its own (single-threaded) compression off, zstd compresses in worker threads,
 the hash covers the stored bytes, and the sink keeps at most a few parts in
 memory. The dump object becomes visible only after pg_dump exited 0 and every
 byte was uploaded; the manifest, written after it, is the commit marker.
+
+Before pg_dump starts, the snapshot's connection takes ACCESS SHARE on every
+table within ``lock_wait_timeout_seconds`` (see blockers.py), so a migration's
+lock fails the run promptly and by name. Before the object is completed, that
+connection must still be alive: if it died, the row counts and the snapshot
+cannot be vouched for, and nothing is stored.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import subprocess
@@ -22,19 +29,21 @@ import psycopg
 import zstandard
 from pydantic import BaseModel
 
-from pgautodumper import __version__, layout, storage
+from pgautodumper import __version__, blockers, layout, storage
 from pgautodumper.child import ToolProcess
 from pgautodumper.connection import ConnectionInfo
-from pgautodumper.errors import DumpFailedError
+from pgautodumper.errors import DumpFailedError, PgautodumperError
 from pgautodumper.manifest import Compression, Manifest, TableRows
 from pgautodumper.pgtools import PgTool, find_tool, server_major
-from pgautodumper.snapshot import count_rows, held_snapshot
+from pgautodumper.snapshot import count_rows, ensure_alive, held_snapshot, snapshot_lost
 
 log = logging.getLogger(__name__)
 
 # zstd level 1 was both faster and smaller than level 3 on the benchmark data.
 DEFAULT_LEVEL = 1
 DEFAULT_THREADS = 2
+# How long the dump waits for a table lock (a migration's) before failing by name.
+DEFAULT_LOCK_WAIT_TIMEOUT_SECONDS = 300
 
 
 class BackupOptions(BaseModel):
@@ -47,6 +56,7 @@ class BackupOptions(BaseModel):
     threads: int = DEFAULT_THREADS
     pg_dump_major: int | None = None
     part_size: int | None = None
+    lock_wait_timeout_seconds: int = DEFAULT_LOCK_WAIT_TIMEOUT_SECONDS
 
 
 SinkFactory = Callable[[str, int], storage.Sink]
@@ -72,17 +82,21 @@ class _CountingReader:
 class _RowCounter(threading.Thread):
     """Counts rows in the held snapshot while pg_dump streams."""
 
-    def __init__(self, conn: psycopg.Connection) -> None:
+    def __init__(self, conn: psycopg.Connection, info: ConnectionInfo) -> None:
         super().__init__(name="row-counts", daemon=True)
         self._conn = conn
+        self._info = info
         self.result: list[TableRows] = []
-        self.error: BaseException | None = None
+        self.error: PgautodumperError | None = None
+        self._stopping = False
 
     def run(self) -> None:
         try:
             self.result = count_rows(self._conn)
-        except BaseException as exc:
+        except PgautodumperError as exc:
             self.error = exc
+        except psycopg.Error as exc:
+            self.error = snapshot_lost(self._info, exc, while_="counting rows")
 
     def rows(self) -> list[TableRows]:
         self.join()
@@ -90,10 +104,35 @@ class _RowCounter(threading.Thread):
             raise self.error
         return self.result
 
+    def failure(self) -> PgautodumperError | None:
+        """Its error, if it has failed already (not one caused by :meth:`stop`)."""
+        return None if self.is_alive() or self._stopping else self.error
 
-def pg_dump_argv(tool: PgTool, snapshot_id: str) -> list[str]:
-    """No connection string: host, user and password travel in the environment."""
-    return [str(tool.path), "--format=custom", "--compress=0", f"--snapshot={snapshot_id}", "-w"]
+    def stop(self) -> None:
+        """Cancel a count still running (the run failed), so the rollback need not wait."""
+        if self.ident is None:
+            return  # never started
+        if self.is_alive():
+            self._stopping = True
+            with contextlib.suppress(psycopg.Error):
+                self._conn.cancel_safe(timeout=10)
+        self.join(timeout=30)
+
+
+def pg_dump_argv(tool: PgTool, snapshot_id: str, *, lock_wait_timeout_seconds: int) -> list[str]:
+    """No connection string: host, user and password travel in the environment.
+
+    ``--lock-wait-timeout`` (milliseconds) bounds pg_dump's own LOCK TABLE waits:
+    they can queue behind an ACCESS EXCLUSIVE request that arrived after ours.
+    """
+    return [
+        str(tool.path),
+        "--format=custom",
+        "--compress=0",
+        f"--snapshot={snapshot_id}",
+        f"--lock-wait-timeout={lock_wait_timeout_seconds * 1000}",
+        "-w",
+    ]
 
 
 def run_backup(
@@ -113,24 +152,36 @@ def run_backup(
         )
         part_size = options.part_size or storage.initial_part_size(server.database_size_bytes)
         log.info("backup %s: %s %s -> %s", name, tool.name, tool.version, keys.dump)
+        # Before anything is uploaded: a locked table fails the run here, by name.
+        locked = blockers.lock_for_dump(
+            conn, info, wait_seconds=options.lock_wait_timeout_seconds, database=server.database
+        )
         sink = (sink_factory or s3_sink(options.bucket))(keys.dump, part_size)
-        counter = _RowCounter(conn)
+        counter = _RowCounter(conn, info)
         try:
             counter.start()
-            raw_bytes, stored_bytes, sha256 = _stream_dump(
-                ToolProcess(
-                    pg_dump_argv(tool, snapshot.snapshot_id),
-                    info.libpq_env(),
-                    stdout=subprocess.PIPE,
-                    secrets=info.secret_values(),
+            dump = ToolProcess(
+                pg_dump_argv(
+                    tool,
+                    snapshot.snapshot_id,
+                    lock_wait_timeout_seconds=options.lock_wait_timeout_seconds,
                 ),
-                sink,
-                options,
-                database=server.database,
+                info.libpq_env(),
+                stdout=subprocess.PIPE,
+                secrets=info.secret_values(),
             )
+            try:
+                raw_bytes, stored_bytes, sha256 = _stream_dump(
+                    dump, sink, options, database=server.database
+                )
+            except DumpFailedError as failure:
+                raise _root_cause(failure, dump, counter, conn, info, locked, options) from None
             tables = counter.rows()
+            # The snapshot was held for the whole dump only if its connection is alive now.
+            ensure_alive(conn, info)
             parts = sink.complete()
         except BaseException:
+            counter.stop()
             sink.abort()
             raise
     finished_at = datetime.now(UTC)
@@ -158,6 +209,44 @@ def run_backup(
     )
     sink.write_manifest(keys.manifest, manifest.to_json())
     return manifest
+
+
+def _root_cause(
+    failure: DumpFailedError,
+    dump: ToolProcess,
+    counter: _RowCounter,
+    conn: psycopg.Connection,
+    info: ConnectionInfo,
+    locked: list[blockers.Table],
+    options: BackupOptions,
+) -> PgautodumperError:
+    """What made pg_dump fail, when we know better than its last words.
+
+    A snapshot connection that failed first explains a pg_dump that "could not
+    import the requested snapshot"; a LOCK TABLE that timed out is a lock held
+    by someone else, named by a diagnosis.
+    """
+    if dump.process.returncode in (None, 0):
+        return failure  # compression failed, pg_dump did not
+    # A count on a connection that just died fails at once; give it a moment to say so.
+    counter.join(timeout=1)
+    if (error := counter.failure()) is not None:
+        return error
+    stderr = dump.stderr_tail()
+    if blockers.pg_dump_lock_timeout(stderr):
+        return blockers.diagnose(
+            info,
+            locked,
+            waited_seconds=options.lock_wait_timeout_seconds,
+            database=conn.info.dbname,
+        )
+    if "snapshot" in stderr.lower() and not counter.is_alive():
+        # pg_dump could not import the snapshot: was its transaction gone already?
+        try:
+            ensure_alive(conn, info)
+        except DumpFailedError as lost:
+            return lost
+    return failure
 
 
 def _stream_dump(

@@ -10,20 +10,24 @@ from __future__ import annotations
 from datetime import datetime
 
 from botocore.exceptions import BotoCoreError, ClientError
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from pgautodumper import aws, layout, storage
 from pgautodumper.errors import BackupNotFoundError, ManifestError
-from pgautodumper.manifest import Manifest, Verdict, parse_manifest, parse_verdict
+from pgautodumper.manifest import Manifest, ManifestV2, Verdict, parse_manifest, parse_verdict
+
+# Objects that describe a backup rather than hold its data.
+_NOT_DATA = (layout.MANIFEST_SUFFIX, layout.VERIFIED_SUFFIX, layout.OUTCOME_SUFFIX)
 
 
 class BackupEntry(BaseModel):
     keys: layout.BackupKeys
-    dump_size: int | None = None
     has_dump: bool = False
     has_manifest: bool = False
     has_verdict: bool = False
     last_modified: datetime | None = None
+    objects: list[str] = Field(default_factory=list, description="every key under the stem")
+    stored_bytes: int = Field(0, description="the size of its data objects, as listed")
 
     @property
     def complete(self) -> bool:
@@ -31,40 +35,51 @@ class BackupEntry(BaseModel):
 
     def object_keys(self) -> list[str]:
         """Existing objects, manifest first: deleting in this order never leaves
-        a manifest that points at a missing dump."""
-        keys = [
-            (self.has_manifest, self.keys.manifest),
-            (self.has_verdict, self.keys.verified),
-            (self.has_dump, self.keys.dump),
-        ]
-        return [key for present, key in keys if present]
+        a manifest that points at a missing object."""
+        rest = sorted(key for key in self.objects if key != self.keys.manifest)
+        return ([self.keys.manifest] if self.has_manifest else []) + rest
+
+    def add(self, key: str, size: int, modified: datetime) -> None:
+        self.objects.append(key)
+        self.has_manifest |= key == self.keys.manifest
+        self.has_verdict |= key == self.keys.verified
+        # Format 1 keeps its data in the dump; format 2 always has a schema archive.
+        self.has_dump |= key in (self.keys.dump, self.keys.schema_archive)
+        if not key.endswith(_NOT_DATA):
+            self.stored_bytes += size
+        if self.last_modified is None or modified > self.last_modified:
+            self.last_modified = modified
 
 
-def list_backups(bucket: str, prefix: str | None, name: str) -> list[BackupEntry]:
-    """Every backup of ``name``, newest first, complete or not."""
-    folder = layout.name_prefix(prefix, name)
+def list_all(
+    bucket: str, prefix: str | None, name: str | None = None
+) -> dict[str, list[BackupEntry]]:
+    """Every backup under the prefix (or of one name), by name, newest first: one listing."""
+    folder = layout.name_prefix(prefix, name) if name else layout.normalize_prefix(prefix)
     entries: dict[str, BackupEntry] = {}
     paginator = aws.client("s3").get_paginator("list_objects_v2")
     try:
         for page in paginator.paginate(Bucket=bucket, Prefix=folder):
             for obj in page.get("Contents", []):
                 keys = layout.parse_key(obj["Key"], prefix)
-                if keys is None or keys.name != name:
+                if keys is None or (name is not None and keys.name != name):
                     continue
                 entry = entries.setdefault(keys.stem, BackupEntry(keys=keys))
-                if obj["Key"] == keys.dump:
-                    entry.has_dump, entry.dump_size = True, obj["Size"]
-                    entry.last_modified = obj["LastModified"]
-                elif obj["Key"] == keys.manifest:
-                    entry.has_manifest = True
-                else:
-                    entry.has_verdict = True
+                entry.add(obj["Key"], obj["Size"], obj["LastModified"])
     except (ClientError, BotoCoreError) as exc:
         raise storage.storage_error(exc, bucket=bucket, key=folder, action="list") from None
-    return sorted(entries.values(), key=lambda e: e.keys.started_at, reverse=True)
+    by_name: dict[str, list[BackupEntry]] = {}
+    for entry in sorted(entries.values(), key=lambda e: e.keys.started_at, reverse=True):
+        by_name.setdefault(entry.keys.name, []).append(entry)
+    return by_name
 
 
-def read_manifest(bucket: str, keys: layout.BackupKeys) -> Manifest:
+def list_backups(bucket: str, prefix: str | None, name: str) -> list[BackupEntry]:
+    """Every backup of ``name``, newest first, complete or not."""
+    return list_all(bucket, prefix, name).get(name, [])
+
+
+def read_manifest(bucket: str, keys: layout.BackupKeys) -> Manifest | ManifestV2:
     try:
         raw = storage.get(bucket, keys.manifest)
     except BackupNotFoundError:
@@ -73,9 +88,10 @@ def read_manifest(bucket: str, keys: layout.BackupKeys) -> Manifest:
             hint="'pgautodumper list' shows complete backups",
         ) from None
     manifest = parse_manifest(raw, keys.manifest)
-    if manifest.dump_key != keys.dump:
+    expected = keys.dump if isinstance(manifest, Manifest) else keys.schema_archive
+    if manifest.dump_key != expected:
         raise ManifestError(
-            f"manifest {keys.manifest} describes {manifest.dump_key}, not {keys.dump}"
+            f"manifest {keys.manifest} describes {manifest.dump_key}, not {expected}"
         )
     return manifest
 

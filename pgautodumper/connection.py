@@ -4,12 +4,18 @@ A :class:`ConnectionInfo` comes from a URL, a Secrets Manager secret or the
 standard ``PG*`` environment. The password lives only in a ``SecretStr`` and
 reaches child processes (pg_dump, pg_restore) through their environment
 (``PGPASSWORD``), never argv, which any local user can read in ``/proc``.
+
+The server is not ours (invariant 8): a role or database may set timeouts, a
+DateStyle, a search_path or a read-only default meant for applications. Every
+session we open therefore sets what pg_dump sets on its own connections
+(:func:`session_settings`), and pg_restore gets the timeouts it may not know
+about through ``PGOPTIONS`` (:func:`restore_settings`).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
 import psycopg
@@ -26,6 +32,8 @@ from pgautodumper.errors import (
 )
 
 DEFAULT_CONNECT_TIMEOUT = 10
+# Names our sessions in pg_stat_activity (a user's own application_name wins).
+APPLICATION_NAME = "pgautodumper"
 
 # libpq's own mapping of connection parameters to environment variables.
 _PARAM_ENV = {
@@ -86,12 +94,18 @@ class ConnectionInfo(BaseModel):
             values.append(env_password)
         return values
 
-    def libpq_env(self) -> dict[str, str]:
-        """The environment for a libpq child process (pg_dump, pg_restore)."""
+    def libpq_env(self, *, settings: Mapping[str, str] | None = None) -> dict[str, str]:
+        """The environment for a libpq child process (pg_dump, pg_restore).
+
+        ``settings`` are appended to the user's own ``PGOPTIONS`` as ``-c name=value``:
+        the server applies them at session start, over role and database settings.
+        """
         env = dict(os.environ)
         env.setdefault("PGCONNECT_TIMEOUT", str(DEFAULT_CONNECT_TIMEOUT))
         for key, value in self.params.items():
             env[_PARAM_ENV[key]] = value
+        if settings:
+            env["PGOPTIONS"] = pgoptions(env.get("PGOPTIONS", ""), settings)
         if self.password:
             env["PGPASSWORD"] = self.password.get_secret_value()
         return env
@@ -100,6 +114,9 @@ class ConnectionInfo(BaseModel):
         kwargs = dict(self.params)
         if "connect_timeout" not in kwargs and "PGCONNECT_TIMEOUT" not in os.environ:
             kwargs["connect_timeout"] = str(DEFAULT_CONNECT_TIMEOUT)
+        # Our queries read names and numbers as UTF-8, whatever PGCLIENTENCODING says.
+        kwargs["client_encoding"] = "UTF8"
+        kwargs.setdefault("fallback_application_name", APPLICATION_NAME)
         if self.password:
             kwargs["password"] = self.password.get_secret_value()
         return kwargs
@@ -139,12 +156,113 @@ def classify_connect_error(exc: psycopg.Error, info: ConnectionInfo) -> Database
     )
 
 
-@contextmanager
-def connect(info: ConnectionInfo, *, autocommit: bool = True) -> Iterator[psycopg.Connection]:
-    """A psycopg connection whose connection errors are classified and redacted."""
+# Server versions (server_version_num) from which a setting exists.
+_TRANSACTION_TIMEOUT_SINCE = 170000
+
+
+def session_settings(server_version_num: int, *, writable: bool = False) -> dict[str, str]:
+    """What every session of ours sets, over whatever the role or database set.
+
+    The same choices pg_dump makes for its own connections (setup_connection in
+    src/bin/pg_dump/pg_dump.c, and the fixed output state pg_restore sends):
+    no timeout of any kind, ISO dates, postgres intervals, exact floats, an empty
+    search_path (so pg_catalog always wins; user tables are schema-qualified),
+    and row security off (a policy that would hide rows raises instead). The
+    isolation default is reset because a replica refuses a serializable one, and
+    TimeZone is fixed so timestamps we read do not depend on the role.
+    """
+    settings = {
+        "statement_timeout": "0",
+        "lock_timeout": "0",
+        "idle_in_transaction_session_timeout": "0",
+        "DateStyle": "ISO",
+        "IntervalStyle": "postgres",
+        "extra_float_digits": "3",
+        "row_security": "off",
+        "synchronize_seqscans": "off",
+        "TimeZone": "UTC",
+        "default_transaction_isolation": "read committed",
+        "search_path": "",
+    }
+    if server_version_num >= _TRANSACTION_TIMEOUT_SINCE:
+        settings["transaction_timeout"] = "0"
+    if writable:
+        # Only sessions that must write (CREATE/DROP DATABASE on a scratch server).
+        settings["default_transaction_read_only"] = "off"
+    return settings
+
+
+def restore_settings(server_version_num: int) -> dict[str, str]:
+    """Settings pg_restore gets through PGOPTIONS, applied before its first statement.
+
+    pg_restore resets the timeouts it knows about, but a pg_restore older than
+    17 does not know transaction_timeout, which a 17+ server may set on the
+    role; and a read-only default on the target would refuse every CREATE (the
+    user asked for this write; pg_dumpall scripts reset it the same way). Only
+    parameters the target server knows are sent: an unknown one fails the
+    connection ("unrecognized configuration parameter").
+    """
+    settings = {
+        "statement_timeout": "0",
+        "lock_timeout": "0",
+        "idle_in_transaction_session_timeout": "0",
+        "default_transaction_read_only": "off",
+    }
+    if server_version_num >= _TRANSACTION_TIMEOUT_SINCE:
+        settings["transaction_timeout"] = "0"
+    return settings
+
+
+def pgoptions(existing: str, settings: Mapping[str, str]) -> str:
+    """``existing`` followed by ``-c name=value`` for each setting (libpq escaping)."""
+
+    def escape(text: str) -> str:
+        # libpq splits options on spaces; a backslash escapes a space or a backslash.
+        return text.replace("\\", "\\\\").replace(" ", "\\ ")
+
+    ours = " ".join(f"-c {escape(name)}={escape(value)}" for name, value in settings.items())
+    return f"{existing} {ours}".strip()
+
+
+# One round trip: set_config over two arrays. Everything in the statement is
+# qualified, so a role's search_path cannot substitute its own set_config.
+_APPLY_SETTINGS = (
+    "SELECT pg_catalog.set_config(s.name, s.value, false) FROM ROWS FROM ("
+    "pg_catalog.unnest(%s::pg_catalog.text[]), pg_catalog.unnest(%s::pg_catalog.text[])"
+    ") AS s(name, value)"
+)
+
+
+def apply_session_settings(
+    conn: psycopg.Connection, info: ConnectionInfo, *, writable: bool = False
+) -> None:
+    """Set :func:`session_settings` on ``conn`` (in autocommit, so a rollback keeps them)."""
+    settings = session_settings(conn.info.server_version, writable=writable)
     try:
-        conn = psycopg.connect(autocommit=autocommit, **info.connect_kwargs())
+        conn.execute(_APPLY_SETTINGS, (list(settings), list(settings.values())))
+    except psycopg.Error as exc:
+        raise DatabaseError(
+            f"cannot set up the session on {info.describe()}: "
+            f"{redact(str(exc), info.secret_values()).strip()}",
+            hint="check the server's log; the role may lack permission to change a setting",
+        ) from None
+
+
+@contextmanager
+def connect(
+    info: ConnectionInfo, *, autocommit: bool = True, writable: bool = False
+) -> Iterator[psycopg.Connection]:
+    """A psycopg connection with our session settings; connection errors are classified.
+
+    ``writable`` also resets a read-only default, for sessions that must write.
+    """
+    try:
+        conn = psycopg.connect(autocommit=True, **info.connect_kwargs())
     except psycopg.Error as exc:
         raise classify_connect_error(exc, info) from None
     with conn:
+        apply_session_settings(conn, info, writable=writable)
+        # Only now: a transaction started before the settings would carry the
+        # role's isolation default and timeouts.
+        conn.autocommit = autocommit
         yield conn

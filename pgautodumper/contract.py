@@ -3,33 +3,62 @@
 One JSON document flows through the Step Functions execution. Each state reads
 what it needs and writes its typed result at a fixed ``ResultPath``:
 
-    $               BackupRequest      (the execution input a schedule sends; Normalize
-                                        moves its ``verify`` flag to $.verify_requested)
-    $.execution     ExecutionContext   (from the context object: id, name, start time)
+    $.request       BackupRequest      the execution input a schedule sends (Start fills
+                                       in the top-level defaults)
+    $.execution     ExecutionContext   Start, from the context object: id, name, start time
     $.target        ConnectionTarget   LookupSecret
-    $.preflight     PreflightResult    Preflight (takes the lock)
+    $.preflight     PreflightResult    Preflight: takes the lock and decides the TaskInput
+    $.dump_task     TaskRun            Dump (the ECS task's ARN)
     $.dump          DumpResult         Record (read from the manifest)
-    $.verify        VerifyResult       Verify task + its verdict
+    $.verify_task   TaskRun            Verify
+    $.verify        VerifyResult       RecordVerify (read from the verdict), or SkipVerify
     $.prune         PruneResult        Prune
     $.prune_error   FailureInfo        Prune's Catch: the run succeeds with a warning
     $.lock          LockRelease        ReleaseLock
-    $.error         FailureInfo        any other Catch
+    $.error         FailureInfo        any other Catch; ExplainDumpFailure and
+                                       ExplainVerifyFailure replace a task's raw failure
+                                       with its named one
     $.report        RunReport          Notify; the execution's output
 
-The ASL, the handlers, the task and the tests all use these models; an edge in
-an execution history must parse as its model. No model has a password field.
+The ASL, the handlers, the tasks (``TaskInput`` in ``PGAUTODUMPER_TASK``) and
+the tests all use these models; an edge in an execution history must parse as
+its model. No model has a password field.
 """
 
 from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from pgautodumper import layout
-from pgautodumper.errors import UsageError
+from pgautodumper.errors import RequestInvalidError, UsageError
+
+SslMode = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
+TaskName = layout.TaskName
+
+# Fargate's task CPU units → the memory sizes (MiB) it accepts, from
+# https://docs.aws.amazon.com/AmazonECS/latest/developerguide/fargate-tasks-services.html
+# ("Supported CPU and memory combinations"); terraform/variables.tf checks the same table.
+FARGATE_MEMORY: dict[int, range | tuple[int, ...]] = {
+    256: (512, 1024, 2048),
+    512: range(1024, 4096 + 1, 1024),
+    1024: range(2048, 8192 + 1, 1024),
+    2048: range(4096, 16384 + 1, 1024),
+    4096: range(8192, 30720 + 1, 1024),
+    8192: range(16384, 61440 + 1, 4096),
+    16384: range(32768, 122880 + 1, 8192),
+}
+DEFAULT_LOCK_WAIT_TIMEOUT_SECONDS = 300
 
 
 class Model(BaseModel):
@@ -50,9 +79,31 @@ class RetentionPolicy(Model):
 
 
 class TaskSizing(Model):
-    cpu: int = Field(1024, description="Fargate CPU units for the dump/verify task")
-    memory: int = Field(2048, description="Fargate memory (MiB) for the dump/verify task")
+    """The Fargate size of this run's tasks: RunTask overrides, validated as Fargate pairs."""
+
+    cpu: int = Field(1024, description="Fargate CPU units of the dump and verify tasks")
+    memory: int = Field(2048, description="Fargate memory (MiB) of the dump and verify tasks")
     timeout_seconds: int = Field(6 * 3600, ge=60, le=7 * 24 * 3600)
+
+    @model_validator(mode="after")
+    def _fargate_pair(self) -> TaskSizing:
+        sizes = FARGATE_MEMORY.get(self.cpu)
+        if sizes is None:
+            raise ValueError(
+                f"task.cpu {self.cpu} is not a Fargate size; use one of "
+                f"{', '.join(map(str, FARGATE_MEMORY))}"
+            )
+        if self.memory not in sizes:
+            raise ValueError(
+                f"task.memory {self.memory} MiB is not valid with task.cpu {self.cpu}; "
+                f"Fargate accepts {min(sizes)}-{max(sizes)} MiB"
+                + (f" in steps of {sizes.step}" if isinstance(sizes, range) else "")
+            )
+        return self
+
+    @property
+    def vcpus(self) -> int:
+        return max(1, self.cpu // 1024)
 
 
 class BackupRequest(Model):
@@ -65,13 +116,25 @@ class BackupRequest(Model):
     verify: bool = Field(False, description="restore into a scratch database and check")
     retention: RetentionPolicy = Field(default_factory=RetentionPolicy)
     notify_on_success: bool = False
-    sslmode: str = "require"
+    sslmode: SslMode = "require"
     task: TaskSizing = Field(default_factory=TaskSizing)
+    jobs: int | None = Field(
+        None, ge=1, le=64, description="parallel streams [default: the task's vCPUs]"
+    )
+    lock_wait_timeout_seconds: int = Field(
+        DEFAULT_LOCK_WAIT_TIMEOUT_SECONDS,
+        ge=1,
+        le=24 * 3600,
+        description="how long the dump waits for a table lock before failing with LockTimeoutError",
+    )
 
     @field_validator("name")
     @classmethod
     def _valid_name(cls, value: str) -> str:
-        return layout.check_name(value)
+        try:
+            return layout.check_name(value)
+        except UsageError as exc:
+            raise ValueError(exc.render()) from None
 
 
 class ExecutionContext(Model):
@@ -97,19 +160,41 @@ class ConnectionTarget(Model):
     user: str
 
 
+class TaskInput(Model):
+    """What Preflight decided for this run's Dump and Verify tasks: their one input.
+
+    The state machine passes it as JSON in the container's ``PGAUTODUMPER_TASK``
+    environment variable; ``pgautodumper backup`` and ``verify`` parse it at
+    their boundary, and their flags map onto the same fields.
+    """
+
+    bucket: str
+    keys: layout.BackupKeys = Field(description="the backup this task writes or verifies")
+    run_id: str = Field(description="the run (execution) this task belongs to")
+    secret_arn: str | None = None
+    secret_version_id: str | None = None
+    sslmode: SslMode | None = None
+    pg_dump_major: int | None = None
+    part_size_bytes: int | None = None
+    jobs: int = Field(1, ge=1, le=64)
+    lock_wait_timeout_seconds: int = Field(DEFAULT_LOCK_WAIT_TIMEOUT_SECONDS, ge=1)
+
+
 class PreflightResult(Model):
     server_version: str
     server_version_num: int
-    pg_dump_major: int
     database_size_bytes: int
-    part_size_bytes: int
     is_replica: bool
     warnings: list[str] = Field(default_factory=list)
-    run_id: str
-    started_at: datetime
-    dump_key: str
-    manifest_key: str
     lock_key: str
+    sizing: TaskSizing = Field(description="the RunTask cpu/memory overrides and timeout")
+    task: TaskInput
+
+
+class TaskRun(Model):
+    """A task that ran to completion (what Dump and Verify keep of the ECS result)."""
+
+    task_arn: str
 
 
 class DumpResult(Model):
@@ -131,8 +216,12 @@ class DumpResult(Model):
 class VerifyResult(Model):
     verdict: Literal["passed", "failed", "skipped"]
     verified_key: str | None = None
-    restore_seconds: float | None = None
+    restore_seconds: float | None = Field(
+        None, description="the measured recovery time: restore into the scratch server"
+    )
     mismatched_tables: list[str] = Field(default_factory=list)
+    reason: str | None = None
+    checked_at: datetime | None = None
 
 
 class PruneResult(Model):
@@ -144,11 +233,22 @@ class PruneResult(Model):
 
 
 class FailureInfo(Model):
-    """What a Catch puts at ``$.error``; the cause is parsed when it is JSON."""
+    """What a Catch puts at ``$.error`` (``Error``, ``Cause``), and what we make of it.
+
+    A Catch writes only ``Error`` and ``Cause``; ExplainDumpFailure and
+    ExplainVerifyFailure replace a task's raw failure with the named one and
+    fill in the rest (the ``Cause`` then is the same facts as JSON, so the
+    execution's own output carries them too).
+    """
 
     error: str = Field(alias="Error")
     cause: str = Field("", alias="Cause")
     state: str | None = None
+    message: str | None = None
+    next_step: str | None = None
+    log_url: str | None = None
+    exit_code: int | None = None
+    task_arn: str | None = None
 
     @property
     def cause_json(self) -> Any:
@@ -177,22 +277,20 @@ class LockRelease(Model):
     lock_key: str
 
 
-class ExecutionDocument(BackupRequest):
+class ExecutionDocument(Model):
     """The whole execution document (``$``) as a handler receives it.
 
     Each handler requires the parts the states before it wrote and says which
     one is missing (a wiring mistake in the ASL) instead of failing on None.
-    ``prune_error`` is where the ASL's Catch on Prune puts a pruning failure:
-    the backup still succeeded, with a warning.
     """
 
-    verify_requested: bool = Field(
-        False, description="the request's verify flag, moved here by the ASL's Normalize state"
-    )
+    request: BackupRequest
     execution: ExecutionContext | None = None
     target: ConnectionTarget | None = None
     preflight: PreflightResult | None = None
+    dump_task: TaskRun | None = None
     dump: DumpResult | None = None
+    verify_task: TaskRun | None = None
     verify: VerifyResult | None = None
     prune: PruneResult | None = None
     error: FailureInfo | None = None
@@ -202,7 +300,33 @@ class ExecutionDocument(BackupRequest):
         value = getattr(self, part)
         if value is None:
             raise UsageError(
-                f"execution document for {self.name!r} has no '{part}'",
+                f"execution document for {self.request.name!r} has no '{part}'",
                 hint=f"the state machine must pass ${part} (ResultPath of an earlier state)",
             )
         return value
+
+
+class TaskFailureEvent(Model):
+    """The input of ExplainDumpFailure / ExplainVerifyFailure: which task, and the document."""
+
+    task: TaskName
+    document: ExecutionDocument
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def parse_model(model: type[M], event: Any, *, what: str) -> M:
+    """Parse at a boundary; a document that fails validation is a named error, not a traceback."""
+    try:
+        return model.model_validate(event)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or what}: {e['msg'].removeprefix('Value error, ')}"
+            for e in exc.errors()
+        )
+        raise RequestInvalidError(f"invalid {what}: {problems}") from None
+
+
+def parse_document(event: Any) -> ExecutionDocument:
+    return parse_model(ExecutionDocument, event, what="execution document")

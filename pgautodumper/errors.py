@@ -6,7 +6,9 @@ name of the exception it raised), and the CLI maps each class to its own exit
 code, documented in the README.
 
     PgautodumperError                      exit 1   anything not classified below
+    ├── UnexpectedError                    exit 1   an unclassified exception: a bug
     ├── UsageError                         exit 2   bad flags or flag combinations
+    │   └── RequestInvalidError            exit 2   a BackupRequest fails validation
     ├── DatabaseError
     │   ├── DatabaseAuthError              exit 10  password/role rejected
     │   │   └── PreflightAuthError         exit 10  ... found by the preflight check
@@ -15,7 +17,8 @@ code, documented in the README.
     │   ├── DatabaseNotFoundError          exit 12  the database does not exist
     │   ├── DatabasePermissionError        exit 13  the role cannot read some objects
     │   │   └── PreflightPermissionError   exit 13  ... names every unreadable object
-    │   └── TargetNotEmptyError            exit 14  restore target holds objects, no --clean
+    │   ├── TargetNotEmptyError            exit 14  restore target holds objects, no --clean
+    │   └── LockTimeoutError               exit 15  a table stayed locked past the lock wait
     ├── PgToolError
     │   ├── PgVersionMismatchError         exit 20  no pg_dump/pg_restore new enough
     │   ├── DumpFailedError                exit 21  pg_dump, compressor or upload failed
@@ -36,11 +39,18 @@ code, documented in the README.
     │   ├── ManifestError                  exit 51  unreadable manifest or unknown format_version
     │   └── VerifyMismatchError            exit 52  restored row counts differ
     ├── NotificationError                  exit 60  SNS publish failed (Slack only logs)
+    ├── TaskError                          exit 70  a task failed outside our code
+    │   ├── TaskStartFailedError           exit 71  never ran: image pull, ENI, secrets, capacity
+    │   ├── TaskOutOfMemoryError           exit 72  killed at the memory limit (the task exits 137)
+    │   └── TaskTimeoutError               exit 73  ran past task.timeout_seconds
     └── Interrupted                        exit 130 SIGINT/SIGTERM; uploads were aborted
 
-Messages say what failed, for which database or key, and what to try next.
-They never contain a password: every message built from a driver or tool
-error goes through :func:`redact` first.
+Messages say what failed, for which database or key, and what to try next;
+each class's ``next_step`` is what a notification tells the person on call.
+The ``Task*`` errors are never raised by a process: they name what ECS
+reports about a task (its exit code, stop code and reason). Messages never
+contain a password: every message built from a driver or tool error goes
+through :func:`redact` first.
 """
 
 from __future__ import annotations
@@ -53,6 +63,11 @@ class PgautodumperError(Exception):
     """Base class; ``exit_code`` is the process exit status the CLI uses."""
 
     exit_code = 1
+    # A transient failure: the task tries again (bounded, with backoff) before giving up.
+    retryable = False
+    next_step = (
+        "Read the message above and the task's log; run the step again with --debug for details."
+    )
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         # One line, always: messages often quote multi-line driver output.
@@ -64,128 +79,280 @@ class PgautodumperError(Exception):
         return f"{self.message}; {self.hint}" if self.hint else self.message
 
 
+class UnexpectedError(PgautodumperError):
+    """An exception our code did not classify: a bug, reported as one (never a traceback)."""
+
+    exit_code = 1
+    next_step = "This is a bug in pgautodumper: report it with the log (and --debug output)."
+
+
 class UsageError(PgautodumperError):
     exit_code = 2
+    next_step = (
+        "Fix the flags or the request named above; 'pgautodumper COMMAND --help' shows them."
+    )
 
 
 class DatabaseError(PgautodumperError):
     exit_code = 10
+    next_step = "Check the database named above: that it is running and accepts the backup role."
 
 
 class DatabaseAuthError(DatabaseError):
     exit_code = 10
+    next_step = (
+        "Check the user and password (or the secret; a rotation may have failed) and pg_hba.conf."
+    )
 
 
 class DatabaseUnreachableError(DatabaseError):
     exit_code = 11
+    retryable = True
+    next_step = (
+        "Check that the database is running, that security groups allow the task and Lambda "
+        "subnets, and that DNS resolves."
+    )
 
 
 class PreflightAuthError(DatabaseAuthError):
     exit_code = 10
+    next_step = (
+        "The database refused the credentials: check the secret's username and password (a "
+        "rotation may have failed) and pg_hba.conf."
+    )
 
 
 class PreflightConnectionError(DatabaseUnreachableError):
     exit_code = 11
+    next_step = (
+        "The database did not answer (after retries): check that it is running, that security "
+        "groups allow the Lambda and task subnets, and that DNS resolves."
+    )
 
 
 class DatabaseNotFoundError(DatabaseError):
     exit_code = 12
+    next_step = "The database named in the secret or URL does not exist: fix 'dbname'."
 
 
 class DatabasePermissionError(DatabaseError):
     exit_code = 13
+    next_step = (
+        "Grant the backup role SELECT on the objects named above (or pg_read_all_data) and "
+        "USAGE on their schemas."
+    )
 
 
 class PreflightPermissionError(DatabasePermissionError):
     exit_code = 13
+    next_step = (
+        "Grant the backup role SELECT on the tables, sequences and large objects named above "
+        "(or pg_read_all_data) and USAGE on their schemas."
+    )
 
 
 class TargetNotEmptyError(DatabaseError):
     exit_code = 14
+    next_step = "Restore into an empty database, or pass --clean to drop and replace the objects."
+
+
+class LockTimeoutError(DatabaseError):
+    """A session (a migration, usually) held or queued a lock that blocks the dump's
+    ACCESS SHARE lock on a table for longer than ``lock_wait_timeout_seconds``."""
+
+    exit_code = 15
+    next_step = (
+        "A session named above kept a table locked (a migration?): let it finish or end it, "
+        "then run the backup again; or raise lock_wait_timeout_seconds."
+    )
 
 
 class PgToolError(PgautodumperError):
     exit_code = 20
+    next_step = "Check the PostgreSQL client tools in the task image (task_image/Dockerfile)."
 
 
 class PgVersionMismatchError(PgToolError):
     exit_code = 20
+    next_step = (
+        "Add a pg_dump/pg_restore of the server's major version to the task image "
+        "(task_image/Dockerfile)."
+    )
 
 
 class DumpFailedError(PgToolError):
     exit_code = 21
+    next_step = (
+        "pg_dump or the upload failed and nothing was stored: read the dump task's log (linked "
+        "above), fix the cause and run the backup again."
+    )
 
 
 class RestoreFailedError(PgToolError):
     exit_code = 22
+    next_step = (
+        "pg_restore failed and the target is incomplete: read the message and the task's log; "
+        "for a verify, the backup may depend on something the scratch server lacks."
+    )
 
 
 class StorageError(PgautodumperError):
     exit_code = 30
+    next_step = "Check the bucket, the prefix and the role's S3 permissions."
 
 
 class BucketNotFoundError(StorageError):
     exit_code = 30
+    next_step = "Check the bucket name in the request (or --bucket) and the region."
 
 
 class StorageAccessDeniedError(StorageError):
     exit_code = 31
+    next_step = (
+        "Check the S3 permissions of the role that failed (IAM policy, bucket policy, KMS key "
+        "policy) for the key named above."
+    )
 
 
 class BackupNotFoundError(StorageError):
     exit_code = 32
+    next_step = "'pgautodumper list --bucket B --name N' shows the complete backups."
 
 
 class BackupExistsError(StorageError):
     exit_code = 33
+    next_step = (
+        "This run's key already exists and is never overwritten: start a new execution (a new "
+        "run id)."
+    )
 
 
 class StorageUnavailableError(StorageError):
     exit_code = 34
+    retryable = True
+    next_step = (
+        "S3 was unreachable or failing after retries: the next scheduled run will try again; "
+        "check the VPC endpoint or NAT if it persists."
+    )
 
 
 class BackupAlreadyRunningError(StorageError):
     exit_code = 35
+    next_step = (
+        "Another execution of this backup holds the lock: if it is stuck, stop it in the Step "
+        "Functions console and the lock is taken over."
+    )
 
 
 class SecretError(PgautodumperError):
     exit_code = 40
+    next_step = (
+        "Check the secret named above: its ARN, region and the role's "
+        "secretsmanager:GetSecretValue permission."
+    )
 
 
 class SecretNotFoundError(SecretError):
     exit_code = 40
+    next_step = "Check the secret ARN in the schedule's input and its region."
 
 
 class SecretAccessDeniedError(SecretError):
     exit_code = 41
+    next_step = (
+        "Grant the role secretsmanager:GetSecretValue on the secret (and kms:Decrypt on its key)."
+    )
 
 
 class SecretMalformedError(SecretError):
     exit_code = 42
+    next_step = "Store the secret in the RDS format: host, port, username, password, dbname."
 
 
 class IntegrityError(PgautodumperError):
     exit_code = 50
+    next_step = "Do not trust this backup: restore an older one and take a new backup."
 
 
 class ChecksumMismatchError(IntegrityError):
     exit_code = 50
+    next_step = (
+        "The stored bytes differ from the manifest: the backup is corrupt. Restore an older "
+        "backup, take a new one, and investigate the bucket (who wrote to it)."
+    )
 
 
 class ManifestError(IntegrityError):
     exit_code = 51
+    next_step = (
+        "The manifest is missing or fails its checks: do not trust this backup; read the dump "
+        "task's log and take a new backup."
+    )
 
 
 class VerifyMismatchError(IntegrityError):
     exit_code = 52
+    next_step = (
+        "The restored data differs from the manifest: do not rely on this backup; take a new "
+        "backup and compare the tables named above."
+    )
 
 
 class NotificationError(PgautodumperError):
     exit_code = 60
+    next_step = (
+        "Check the SNS topic ARN and that the role may sns:Publish to it (and the topic's KMS "
+        "key policy)."
+    )
 
 
 class Interrupted(PgautodumperError):
     exit_code = 130
+    next_step = "The run was stopped before it finished and nothing partial was kept: run it again."
+
+
+class RequestInvalidError(UsageError):
+    """A BackupRequest (an execution input) that fails validation: the run stops at its start."""
+
+    exit_code = 2
+    next_step = (
+        "Fix the schedule's input (the BackupRequest) as the message says; "
+        "schema/backup-request.schema.json describes every field."
+    )
+
+
+class TaskError(PgautodumperError):
+    """A Dump or Verify task that failed outside pgautodumper's own code (ECS, Fargate)."""
+
+    exit_code = 70
+    next_step = "Read the task's log (linked above) and ECS's stop reason in the cause."
+
+
+class TaskStartFailedError(TaskError):
+    """The task never ran: image pull, ENI or secrets initialisation, capacity."""
+
+    exit_code = 71
+    next_step = (
+        "The task never started: check the image URI and that the subnets reach ECR, S3 and "
+        "CloudWatch Logs (NAT or VPC endpoints), and Fargate capacity in the region."
+    )
+
+
+class TaskOutOfMemoryError(TaskError):
+    """The container was killed for using more memory than the task has (exit 137)."""
+
+    exit_code = 72
+    next_step = "Raise task.memory in the request (or task_defaults.memory in Terraform)."
+
+
+class TaskTimeoutError(TaskError):
+    """The task ran longer than task.timeout_seconds; Step Functions stopped it."""
+
+    exit_code = 73
+    next_step = (
+        "Raise task.timeout_seconds in the request, or give the task more CPU (task.cpu) "
+        "so that more jobs run in parallel."
+    )
 
 
 _URL_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^@\s]*@")
@@ -200,3 +367,62 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
         if secret:
             text = text.replace(secret, "***")
     return text
+
+
+def error_classes() -> list[type[PgautodumperError]]:
+    """Every named error, depth first from the root (the public names)."""
+    found: list[type[PgautodumperError]] = []
+    todo: list[type[PgautodumperError]] = [PgautodumperError]
+    while todo:
+        cls = todo.pop(0)
+        found.append(cls)
+        todo.extend(cls.__subclasses__())
+    return found
+
+
+def by_name(name: str) -> type[PgautodumperError] | None:
+    """The class whose name an ASL ``ErrorEquals`` or a Lambda ``errorType`` carries."""
+    return next((cls for cls in error_classes() if cls.__name__ == name), None)
+
+
+def by_exit_code(code: int) -> type[PgautodumperError] | None:
+    """The error a process exit code stands for; preflight-only classes never exit a task."""
+    for cls in error_classes():
+        if (
+            cls.exit_code == code
+            and not cls.__name__.startswith("Preflight")
+            and cls.__name__ not in _SHARED_CODES
+        ):
+            return cls
+    return None
+
+
+# Parents that share their code with a more specific child: the child is what a task exits with.
+_SHARED_CODES = {
+    "PgautodumperError",
+    "DatabaseError",
+    "PgToolError",
+    "StorageError",
+    "SecretError",
+    "IntegrityError",
+    "RequestInvalidError",
+    "TaskError",
+}
+
+# Names that AWS raises and no class here stands for (Step Functions, Lambda, ECS).
+_AWS_NEXT_STEPS = {
+    "States.Timeout": "A state ran past its timeout: open the execution and read which one.",
+    "States.Permissions": "The state machine's role lacks a permission: see the cause.",
+    "States.Runtime": "The state machine met an invalid path or payload: see the cause.",
+    "States.TaskFailed": "The task failed: read its log (CloudWatch Logs) and the cause above.",
+}
+
+
+def next_step_for(name: str) -> str:
+    """What to do about an error by its public name (our classes, then AWS's own names)."""
+    cls = by_name(name)
+    if cls is not None:
+        return cls.next_step
+    if name.startswith(("Lambda.", "ECS.", "AmazonECS.")):
+        return "AWS could not run the step (a service error or throttling): see the cause."
+    return _AWS_NEXT_STEPS.get(name, PgautodumperError.next_step)

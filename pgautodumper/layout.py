@@ -1,9 +1,23 @@
 """The storage layout: the only module that builds or parses object keys.
 
-    PREFIX/NAME/YYYY/MM/DD/<UTC timestamp>-<run id>.dump.zst       the dump
-    PREFIX/NAME/YYYY/MM/DD/<UTC timestamp>-<run id>.manifest.json  commit marker, written last
-    PREFIX/NAME/YYYY/MM/DD/<UTC timestamp>-<run id>.verified.json  verdict of a verify run
-    PREFIX/NAME/.lock                                               per-database run lock
+    PREFIX/NAME/YYYY/MM/DD/<UTC timestamp>-<run id>.dump.zst             format 1: the dump
+    PREFIX/NAME/YYYY/MM/DD/<UTC timestamp>-<run id>.schema.dump.zst      format 2: pre- and
+                                                                          post-data archive
+    PREFIX/NAME/YYYY/MM/DD/<UTC timestamp>-<run id>.data.dump.zst        format 2: the data
+                                                                          pg_dump kept
+    PREFIX/NAME/YYYY/MM/DD/<UTC timestamp>-<run id>.part-NNNNN.copy.zst  format 2: one COPY
+                                                                          stream (manifest
+                                                                          names its table)
+    PREFIX/NAME/YYYY/MM/DD/<UTC timestamp>-<run id>.roles.sql.zst        the roles it needs
+    PREFIX/NAME/YYYY/MM/DD/<UTC timestamp>-<run id>.manifest.json        commit marker, written last
+    PREFIX/NAME/YYYY/MM/DD/<UTC timestamp>-<run id>.verified.json        verdict of a verify run
+    PREFIX/NAME/YYYY/MM/DD/<UTC timestamp>-<run id>.<task>.outcome.json  why a backup or verify
+                                                                          task failed (the task
+                                                                          writes it on failure)
+    PREFIX/NAME/.lock                                                     per-database run lock
+
+Every object of one backup starts with its stem (``.../<UTC timestamp>-<run id>``)
+followed by ``.`` or ``/``: listing and retention group objects by stem.
 
 This layout is a public contract (``LAYOUT_VERSION``): tools and people find
 backups by it. Changing it means old repositories need migrating.
@@ -14,15 +28,20 @@ from __future__ import annotations
 import re
 import secrets
 from datetime import UTC, datetime
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, computed_field
 
 from pgautodumper.errors import UsageError
 
 LAYOUT_VERSION = 1
 DUMP_SUFFIX = ".dump.zst"
+SCHEMA_SUFFIX = ".schema.dump.zst"
+DATA_SUFFIX = ".data.dump.zst"
+ROLES_SUFFIX = ".roles.sql.zst"
 MANIFEST_SUFFIX = ".manifest.json"
 VERIFIED_SUFFIX = ".verified.json"
+OUTCOME_SUFFIX = ".outcome.json"
 LOCK_NAME = ".lock"
 _TIMESTAMP_FORMAT = "%Y%m%dT%H%M%SZ"
 
@@ -30,12 +49,18 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,79}$")
 _STEM = re.compile(
     r"^(?P<name>[^/]+)/(?P<y>\d{4})/(?P<m>\d{2})/(?P<d>\d{2})/"
-    r"(?P<ts>\d{8}T\d{6}Z)-(?P<run>[A-Za-z0-9_-]+)$"
+    r"(?P<ts>\d{8}T\d{6}Z)-(?P<run>[A-Za-z0-9_-]+)(?P<rest>[./].*)$"
 )
+
+TaskName = Literal["backup", "verify"]
 
 
 class BackupKeys(BaseModel):
-    """The keys of one backup run; the stem identifies the backup."""
+    """The keys of one backup, computed here and nowhere else; the stem identifies it.
+
+    Serialized with the computed keys, so the execution history shows them and
+    every reader (Record, Prune, Notify, the tasks) takes them as they are.
+    """
 
     model_config = ConfigDict(frozen=True)
 
@@ -44,23 +69,54 @@ class BackupKeys(BaseModel):
     started_at: datetime
     run_id: str
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def stem(self) -> str:
         at = self.started_at
         day = f"{at:%Y}/{at:%m}/{at:%d}"
         return f"{name_prefix(self.prefix, self.name)}{day}/{at:{_TIMESTAMP_FORMAT}}-{self.run_id}"
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def dump(self) -> str:
         return self.stem + DUMP_SUFFIX
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def manifest(self) -> str:
         return self.stem + MANIFEST_SUFFIX
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def verified(self) -> str:
         return self.stem + VERIFIED_SUFFIX
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def schema_archive(self) -> str:
+        return self.stem + SCHEMA_SUFFIX
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def data_archive(self) -> str:
+        return self.stem + DATA_SUFFIX
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def roles(self) -> str:
+        return self.stem + ROLES_SUFFIX
+
+    def part(self, number: int) -> str:
+        """The key of COPY stream ``number`` (1-based); never a table's name."""
+        return f"{self.stem}.part-{number:05d}.copy.zst"
+
+    def outcome(self, task: TaskName) -> str:
+        """Where a failed task of this backup explains itself."""
+        return f"{self.stem}.{task}{OUTCOME_SUFFIX}"
+
+    def owns(self, key: str) -> bool:
+        """Whether ``key`` is one of this backup's objects."""
+        return key.startswith(self.stem) and key[len(self.stem) : len(self.stem) + 1] in "./"
 
 
 def normalize_prefix(prefix: str | None) -> str:
@@ -112,19 +168,12 @@ def backup_keys(
 
 
 def parse_key(key: str, prefix: str | None = None) -> BackupKeys | None:
-    """The backup a dump, manifest or verified key belongs to; None for other keys."""
+    """The backup any of its objects belongs to; None for keys outside the layout."""
     base = normalize_prefix(prefix)
     if not key.startswith(base):
         return None
-    rest = key[len(base) :]
-    for suffix in (DUMP_SUFFIX, MANIFEST_SUFFIX, VERIFIED_SUFFIX):
-        if rest.endswith(suffix):
-            rest = rest[: -len(suffix)]
-            break
-    else:
-        return None
-    match = _STEM.match(rest)
-    if not match:
+    match = _STEM.match(key[len(base) :])
+    if not match or len(match["rest"]) < 2:
         return None
     started_at = datetime.strptime(match["ts"], _TIMESTAMP_FORMAT).replace(tzinfo=UTC)
     return BackupKeys(prefix=base, name=match["name"], started_at=started_at, run_id=match["run"])

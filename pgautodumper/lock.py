@@ -166,5 +166,6 @@ def release(bucket: str, prefix: str | None, name: str, execution_arn: str) -> b
 def run(document: ExecutionDocument) -> LockRelease:
     """The ReleaseLock Lambda (also on every failure path: a lock we never took stays)."""
     execution: ExecutionContext = document.require("execution")
-    released = release(document.bucket, document.prefix, document.name, execution.id)
-    return LockRelease(released=released, lock_key=layout.lock_key(document.prefix, document.name))
+    request = document.request
+    released = release(request.bucket, request.prefix, request.name, execution.id)
+    return LockRelease(released=released, lock_key=layout.lock_key(request.prefix, request.name))

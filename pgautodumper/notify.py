@@ -25,11 +25,13 @@ import urllib.request
 from typing import Any
 from urllib.parse import urlsplit
 
+from aws_lambda_powertools import Metrics
+from aws_lambda_powertools.metrics import MetricUnit
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel
 
-from pgautodumper import aws
-from pgautodumper.contract import ExecutionDocument, FailureInfo, RunReport
+from pgautodumper import aws, errors
+from pgautodumper.contract import ExecutionDocument, FailureInfo, RunReport, VerifyResult
 from pgautodumper.errors import (
     BackupAlreadyRunningError,
     NotificationError,
@@ -45,44 +47,6 @@ SLACK_SECRET_ENV = "PGAUTODUMPER_SLACK_WEBHOOK_SECRET_ARN"
 SLACK_TIMEOUT_ENV = "PGAUTODUMPER_SLACK_TIMEOUT_SECONDS"
 SUBJECT_LIMIT = 99  # SNS: "less than 100 characters"
 CAUSE_LIMIT = 2500  # keeps a Slack section under its 3,000-character limit
-
-NEXT_STEPS: dict[str, str] = {
-    "SecretNotFoundError": "Check the secret ARN in the schedule's input and its region.",
-    "SecretAccessDeniedError": "Grant the Lambda role secretsmanager:GetSecretValue "
-    "(and kms:Decrypt on the secret's key).",
-    "SecretMalformedError": "Store the secret in the RDS format: host, port, username, "
-    "password, dbname.",
-    "PreflightConnectionError": "The database did not answer (after retries). Check that it "
-    "is running, the security groups allow the Lambda and task subnets, and DNS resolves.",
-    "PreflightAuthError": "The database refused the credentials. Check the secret's username "
-    "and password (a rotation may have failed) and pg_hba.conf.",
-    "DatabaseNotFoundError": "The database named in the secret does not exist. Fix 'dbname'.",
-    "PreflightPermissionError": "Grant the backup role SELECT on the tables, sequences and "
-    "large objects named above (or pg_read_all_data) and USAGE on their schemas.",
-    "PgVersionMismatchError": "Add a pg_dump of the server's major version to the task image.",
-    "BackupAlreadyRunningError": "Another execution of this backup still holds the lock. "
-    "If it is stuck, stop it in the Step Functions console; the lock is then taken over.",
-    "BucketNotFoundError": "Check the bucket name in the schedule's input.",
-    "StorageAccessDeniedError": "Check the IAM roles' S3 permissions and the bucket policy.",
-    "StorageUnavailableError": "S3 was unavailable; the next run will try again.",
-    "BackupExistsError": "This run's key already exists; start a new execution.",
-    "DumpFailedError": "pg_dump or the upload failed; read the dump task's log.",
-    "ManifestError": "The manifest is missing or fails its checks: do not trust this backup; "
-    "read the dump task's log.",
-    "ChecksumMismatchError": "The stored bytes differ from the manifest: the backup is "
-    "corrupt. Take a new backup and investigate the bucket.",
-    "VerifyMismatchError": "The restored row counts differ from the manifest: the backup is "
-    "not trustworthy. Take a new backup and compare.",
-    "RestoreFailedError": "pg_restore failed during verify; read the verify task's log.",
-    "States.TaskFailed": "The task failed; read its log (CloudWatch Logs) and the cause above.",
-    "States.Timeout": "The state timed out: raise the task timeout or the task size.",
-    "States.HeartbeatTimeout": "The task stopped reporting; read its log.",
-    "States.Permissions": "The state machine's role lacks a permission; see the cause.",
-    "ECS.AmazonECSException": "ECS could not start the task (capacity, subnets, image); "
-    "see the cause.",
-}
-DEFAULT_NEXT_STEP = "Open the execution in the console and read the failed state's cause."
-
 
 # -- the report ---------------------------------------------------------------
 
@@ -106,7 +70,9 @@ def describe_cause(failure: FailureInfo) -> str:
     """The useful part of a Step Functions cause: a Lambda's message, an ECS stop reason."""
     parsed = failure.cause_json
     text = failure.cause
-    if isinstance(parsed, dict):
+    if failure.message:  # named by ExplainDumpFailure / ExplainVerifyFailure
+        text = failure.message
+    elif isinstance(parsed, dict):
         if "errorMessage" in parsed:  # a Lambda's exception
             text = str(parsed["errorMessage"])
         elif "StoppedReason" in parsed or "Containers" in parsed:  # an ECS task
@@ -121,6 +87,7 @@ def describe_cause(failure: FailureInfo) -> str:
 
 
 def build_report(document: ExecutionDocument) -> RunReport:
+    request = document.request
     warnings = list(document.preflight.warnings) if document.preflight else []
     status = "SUCCEEDED"
     if document.prune_error is not None:
@@ -134,20 +101,24 @@ def build_report(document: ExecutionDocument) -> RunReport:
             f"size anomaly: {document.dump.stored_bytes} bytes stored, the previous backup "
             f"had {document.dump.previous_stored_bytes}"
         )
-    if document.verify is not None and document.verify.verdict == "failed":
-        status = "SUCCEEDED_WITH_WARNINGS"
-        warnings.append("verify failed: " + ", ".join(document.verify.mismatched_tables))
     error = document.error
     if error is not None:
         # A run that found another one holding the lock is a skip, not a failure.
         status = "SKIPPED" if error.error == BackupAlreadyRunningError.__name__ else "FAILED"
         # The report is stored in the execution history: never a password, even one a
         # careless upstream message carried.
-        error = error.model_copy(update={"cause": redact(error.cause)})
+        error = error.model_copy(
+            update={
+                "cause": redact(error.cause),
+                "message": redact(error.message) if error.message else None,
+                "state": error.state or failed_state(document),
+                "next_step": error.next_step or errors.next_step_for(error.error),
+            }
+        )
     arn = document.execution.id if document.execution else None
     return RunReport(
         status=status,
-        name=document.name,
+        name=request.name,
         execution_arn=arn,
         console_url=console_url(arn),
         dump=document.dump,
@@ -184,31 +155,31 @@ def render_subject(report: RunReport) -> str:
     return subject if len(subject) <= SUBJECT_LIMIT else subject[: SUBJECT_LIMIT - 3] + "..."
 
 
-# Which state raises which error, for a Catch that did not record the state's name.
-_STATE_OF_ERROR = {
-    "SecretNotFoundError": "LookupSecret",
-    "SecretAccessDeniedError": "LookupSecret",
-    "SecretMalformedError": "LookupSecret",
-    "PreflightConnectionError": "Preflight",
-    "PreflightAuthError": "Preflight",
-    "PreflightPermissionError": "Preflight",
-    "DatabaseNotFoundError": "Preflight",
-    "BackupAlreadyRunningError": "Preflight",
-    "PgVersionMismatchError": "Preflight",
-    "ManifestError": "Record",
-}
+# The states in the order they write their results: the first result missing is where
+# a run stopped (the ExplainDumpFailure / ExplainVerifyFailure states name theirs).
+_RESULTS = (
+    ("target", "LookupSecret"),
+    ("preflight", "Preflight"),
+    ("dump_task", "Dump"),
+    ("dump", "Record"),
+    ("verify_task", "Verify"),
+    ("verify", "RecordVerify"),
+)
 
 
-def _failed_state(report: RunReport) -> str:
-    if report.error is None:
-        return "-"
-    known = report.error.state or _STATE_OF_ERROR.get(report.error.error)
-    return known or "(see the execution)"
+def failed_state(document: ExecutionDocument) -> str:
+    """The state a failed run stopped in, read from which results its document holds."""
+    for part, state in _RESULTS:
+        if part == "verify_task" and not document.request.verify:
+            continue
+        if getattr(document, part) is None:
+            return state
+    return "ReleaseLock"
 
 
 def next_step(report: RunReport) -> str | None:
     if report.error is not None:
-        return NEXT_STEPS.get(report.error.error, DEFAULT_NEXT_STEP)
+        return report.error.next_step or errors.next_step_for(report.error.error)
     if report.warnings:
         return "The backup is stored; look into the warnings above before the next run."
     return None
@@ -223,6 +194,21 @@ def _size(value: int) -> str:
     raise AssertionError("unreachable")
 
 
+def _verify_lines(verify: VerifyResult) -> list[str]:
+    lines = [f"Verify: {verify.verdict}"]
+    if verify.restore_seconds is not None:
+        lines[0] += (
+            f", recovery time {verify.restore_seconds:.1f} s (restore into a scratch server)"
+        )
+    if verify.verified_key:
+        lines.append(f"Verified: {verify.verified_key}")
+    if verify.mismatched_tables:
+        lines.append(f"Mismatched tables: {', '.join(verify.mismatched_tables)}")
+    if verify.reason and verify.verdict != "passed":
+        lines.append(f"Verify reason: {verify.reason}")
+    return lines
+
+
 def _summary_lines(report: RunReport) -> list[str]:
     lines = []
     if report.dump:
@@ -233,7 +219,7 @@ def _summary_lines(report: RunReport) -> list[str]:
         )
         lines.append(f"Key: {d.dump_key}")
     if report.verify:
-        lines.append(f"Verify: {report.verify.verdict}")
+        lines += _verify_lines(report.verify)
     if report.prune:
         p = report.prune
         lines.append(
@@ -247,10 +233,14 @@ def render_body(report: RunReport) -> str:
     lines = [f"Backup: {report.name}", f"Status: {report.status}"]
     if report.error is not None:
         lines += [
-            f"Failed state: {_failed_state(report)}",
+            f"Failed state: {report.error.state or '-'}",
             f"Error: {report.error.error}",
-            f"Cause: {describe_cause(report.error)}",
+            f"Message: {describe_cause(report.error)}",
         ]
+        if report.error.exit_code is not None:
+            lines.append(f"Exit code: {report.error.exit_code}")
+        if report.error.log_url:
+            lines.append(f"Task log: {report.error.log_url}")
     lines += _summary_lines(report)
     lines += [f"Warning: {w}" for w in report.warnings]
     if step := next_step(report):
@@ -273,13 +263,18 @@ def render_slack(report: RunReport) -> dict[str, Any]:
     )
     fields = [f"*Backup*\n{report.name}", f"*Status*\n{report.status}"]
     if report.error is not None:
-        fields += [f"*Failed state*\n{_failed_state(report)}", f"*Error*\n`{report.error.error}`"]
+        fields += [
+            f"*Failed state*\n{report.error.state or '-'}",
+            f"*Error*\n`{report.error.error}`",
+        ]
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": render_subject(report)[:150]}},
         {"type": "section", "fields": [{"type": "mrkdwn", "text": f} for f in fields]},
     ]
     if report.error is not None:
-        blocks.append(_section(f"*Cause*\n```{describe_cause(report.error)}```"))
+        blocks.append(_section(f"*Message*\n```{describe_cause(report.error)}```"))
+        if report.error.log_url:
+            blocks.append(_section(f"*Task log*\n<{report.error.log_url}|CloudWatch Logs>"))
     if summary := _summary_lines(report):
         blocks.append(_section("\n".join(summary)))
     if report.warnings:
@@ -406,10 +401,20 @@ def send(
     return report.model_copy(update={"warnings": warnings})
 
 
-def run(document: ExecutionDocument) -> RunReport:
+def emit_failure_metric(metrics: Metrics, report: RunReport) -> None:
+    """``BackupFailed`` by name and error: the dashboard's "failures by error name"."""
+    if report.status != "FAILED" or report.error is None:
+        return
+    metrics.add_dimension(name="Name", value=report.name)
+    metrics.add_dimension(name="Error", value=report.error.error)
+    metrics.add_metric(name="BackupFailed", unit=MetricUnit.Count, value=1)
+
+
+def run(document: ExecutionDocument, metrics: Metrics) -> RunReport:
     """The Notify Lambda: build the report, send it when it should be sent, return it."""
     report = build_report(document)
-    if not should_notify(report, notify_on_success=document.notify_on_success):
+    emit_failure_metric(metrics, report)
+    if not should_notify(report, notify_on_success=document.request.notify_on_success):
         return report
     topic_arn = os.environ.get(TOPIC_ENV)
     if not topic_arn:

@@ -19,7 +19,6 @@ import logging
 import os
 import secrets as token
 from collections.abc import Sequence
-from datetime import datetime
 
 import psycopg
 from botocore.exceptions import BotoCoreError, ClientError
@@ -27,7 +26,13 @@ from pydantic import BaseModel
 
 from pgautodumper import aws, layout, lock, pgtools, storage
 from pgautodumper.connection import ConnectionInfo, connect
-from pgautodumper.contract import ExecutionContext, ExecutionDocument, PreflightResult
+from pgautodumper.contract import (
+    ConnectionTarget,
+    ExecutionContext,
+    ExecutionDocument,
+    PreflightResult,
+    TaskInput,
+)
 from pgautodumper.errors import (
     DatabaseAuthError,
     DatabaseUnreachableError,
@@ -182,46 +187,53 @@ def warnings_for(facts: ServerInfo) -> list[str]:
     return [REPLICA_WARNING] if facts.is_replica else []
 
 
-def result_for(
-    facts: ServerInfo, *, prefix: str, name: str, started_at: datetime, run_id: str,
-    pg_dump_major: int, warnings: list[str],
-) -> PreflightResult:  # fmt: skip
-    keys = layout.backup_keys(prefix, name, started_at, run_id)
-    return PreflightResult(
-        server_version=facts.server_version,
-        server_version_num=facts.server_version_num,
+def task_input(
+    facts: ServerInfo, document: ExecutionDocument, target: ConnectionTarget, pg_dump_major: int
+) -> TaskInput:
+    """What this run's tasks get: computed here once, from the request and the server."""
+    request, execution = document.request, document.require("execution")
+    return TaskInput(
+        bucket=request.bucket,
+        keys=layout.backup_keys(
+            request.prefix, request.name, execution.start_time, execution.run_id
+        ),
+        run_id=execution.run_id,
+        secret_arn=target.secret_arn,
+        secret_version_id=target.secret_version_id,
+        sslmode=request.sslmode,
         pg_dump_major=pg_dump_major,
-        database_size_bytes=facts.database_size_bytes,
         part_size_bytes=storage.initial_part_size(facts.database_size_bytes),
-        is_replica=facts.is_replica,
-        warnings=warnings,
-        run_id=keys.run_id,
-        started_at=keys.started_at,
-        dump_key=keys.dump,
-        manifest_key=keys.manifest,
-        lock_key=layout.lock_key(prefix, name),
+        jobs=request.jobs or request.task.vcpus,
+        lock_wait_timeout_seconds=request.lock_wait_timeout_seconds,
     )
 
 
 def run(document: ExecutionDocument) -> PreflightResult:
     """The Preflight Lambda: checks on the pinned secret version, then the lock."""
-    target = document.require("target")
+    request = document.request
+    target: ConnectionTarget = document.require("target")
     execution: ExecutionContext = document.require("execution")
     secret = fetch_secret(target.secret_arn, target.secret_version_id)
-    info = secret.connection(sslmode=document.sslmode)
+    info = secret.connection(sslmode=request.sslmode)
     facts = inspect(info)
     major = choose_pg_dump_major(facts.server_version_num, task_pg_dump_majors())
     warnings = warnings_for(facts)
     for warning in warnings:
-        log.warning("%s: %s", document.name, warning)
-    result = result_for(
-        facts, prefix=document.prefix, name=document.name, started_at=execution.start_time,
-        run_id=execution.run_id, pg_dump_major=major, warnings=warnings,
-    )  # fmt: skip
+        log.warning("%s: %s", request.name, warning)
+    result = PreflightResult(
+        server_version=facts.server_version,
+        server_version_num=facts.server_version_num,
+        database_size_bytes=facts.database_size_bytes,
+        is_replica=facts.is_replica,
+        warnings=warnings,
+        lock_key=layout.lock_key(request.prefix, request.name),
+        sizing=request.task,
+        task=task_input(facts, document, target, major),
+    )
     # The lock write doubles as the bucket-writable check (same folder, same role).
-    max_run = 2 * document.task.timeout_seconds + LOCK_MARGIN_SECONDS
+    max_run = 2 * request.task.timeout_seconds + LOCK_MARGIN_SECONDS
     lock.acquire(
-        document.bucket, document.prefix, document.name, execution.id, max_run_seconds=max_run
+        request.bucket, request.prefix, request.name, execution.id, max_run_seconds=max_run
     )
     return result
 

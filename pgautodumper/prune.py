@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel
 
-from pgautodumper import aws, catalog, layout, retention, storage
+from pgautodumper import aws, catalog, retention, storage
 from pgautodumper.catalog import BackupEntry
 from pgautodumper.contract import ExecutionDocument, PreflightResult, PruneResult, RetentionPolicy
 
@@ -177,10 +177,8 @@ def prune(
 def run(document: ExecutionDocument) -> PruneResult:
     """The Prune Lambda: the current run's backup is protected by its stem."""
     preflight: PreflightResult = document.require("preflight")
-    current = layout.backup_keys(
-        document.prefix, document.name, preflight.started_at, preflight.run_id
-    )
+    request = document.request
     return prune(
-        document.bucket, document.prefix, document.name, document.retention,
-        current_stem=current.stem,
+        request.bucket, request.prefix, request.name, request.retention,
+        current_stem=preflight.task.keys.stem,
     )  # fmt: skip

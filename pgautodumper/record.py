@@ -7,22 +7,33 @@ stored size below ``fraction`` of the previous one is flagged as a size
 anomaly, the signature of a dump that silently lost data — and turned into a
 :class:`DumpResult` and CloudWatch metrics (EMF via powertools).
 
+RecordVerify reads the verdict a verify task wrote into a :class:`VerifyResult`
+and publishes the measured recovery time as ``RestoreSeconds``.
+
 The metric ``BackupSucceeded`` is what the dead-man alarm watches; its only
-dimension is ``Name``, so the alarm can name the metric exactly.
+dimension is ``Name``, so the alarm can name the metric exactly (so do
+``RestoreSeconds`` and the others).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from datetime import datetime
 
 from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 from pgautodumper import catalog, layout
-from pgautodumper.contract import DumpResult, ExecutionDocument, PreflightResult
+from pgautodumper.contract import (
+    DumpResult,
+    ExecutionContext,
+    ExecutionDocument,
+    PreflightResult,
+    VerifyResult,
+)
 from pgautodumper.errors import ManifestError, UsageError
-from pgautodumper.manifest import Manifest
+from pgautodumper.manifest import Manifest, Verdict
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +80,7 @@ def previous_stored_bytes(
     """Stored size of the newest complete backup older than ``current``."""
     for entry in catalog.list_backups(bucket, prefix, name):
         if entry.complete and entry.keys.started_at < current.started_at:
-            return entry.dump_size
+            return entry.stored_bytes
     return None
 
 
@@ -106,14 +117,11 @@ def emit_metrics(metrics: Metrics, name: str, result: DumpResult) -> None:
     )
 
 
-def record(
-    bucket: str, prefix: str | None, name: str, preflight: PreflightResult, *, fraction: float
-) -> DumpResult:
-    keys = layout.backup_keys(prefix, name, preflight.started_at, preflight.run_id)
+def record(bucket: str, name: str, keys: layout.BackupKeys, *, fraction: float) -> DumpResult:
     manifest = catalog.read_manifest(bucket, keys)
-    check_manifest(manifest, name=name, dump_key=preflight.dump_key)
+    check_manifest(manifest, name=name, dump_key=keys.dump)
     result = dump_result(
-        manifest, previous=previous_stored_bytes(bucket, prefix, name, keys), fraction=fraction
+        manifest, previous=previous_stored_bytes(bucket, keys.prefix, name, keys), fraction=fraction
     )
     if result.size_anomaly:
         log.warning(
@@ -126,8 +134,45 @@ def record(
 def run(document: ExecutionDocument, metrics: Metrics) -> DumpResult:
     """The Record Lambda."""
     preflight: PreflightResult = document.require("preflight")
-    result = record(
-        document.bucket, document.prefix, document.name, preflight, fraction=anomaly_fraction()
+    request = document.request
+    result = record(request.bucket, request.name, preflight.task.keys, fraction=anomaly_fraction())
+    emit_metrics(metrics, request.name, result)
+    return result
+
+
+# -- verify ----------------------------------------------------------------------
+
+
+def verify_result(verdict: Verdict, keys: layout.BackupKeys) -> VerifyResult:
+    return VerifyResult(
+        verdict=verdict.verdict,
+        verified_key=keys.dump,
+        restore_seconds=verdict.restore_seconds,
+        mismatched_tables=[t.table for t in verdict.mismatches()] + verdict.extra_tables,
+        reason=verdict.reason,
+        checked_at=verdict.checked_at,
     )
-    emit_metrics(metrics, document.name, result)
+
+
+def record_verify(bucket: str, keys: layout.BackupKeys, *, since: datetime) -> VerifyResult:
+    """The verdict this run's verify task wrote next to the backup (not an older one)."""
+    verdict = catalog.read_verdict(bucket, keys)
+    if verdict is None or verdict.checked_at < since:
+        raise ManifestError(
+            f"the verify task left no verdict of this run at s3://{bucket}/{keys.verified}",
+            hint="read the verify task's log",
+        )
+    return verify_result(verdict, keys)
+
+
+def run_verify(document: ExecutionDocument, metrics: Metrics) -> VerifyResult:
+    """The RecordVerify Lambda: $.verify, and the recovery time as a metric."""
+    preflight: PreflightResult = document.require("preflight")
+    execution: ExecutionContext = document.require("execution")
+    result = record_verify(document.request.bucket, preflight.task.keys, since=execution.start_time)
+    if result.verdict == "passed" and result.restore_seconds is not None:
+        metrics.add_dimension(name="Name", value=document.request.name)
+        metrics.add_metric(
+            name="RestoreSeconds", unit=MetricUnit.Seconds, value=result.restore_seconds
+        )
     return result

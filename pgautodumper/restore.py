@@ -3,6 +3,15 @@
 The last compressed chunk is held back until the whole object's size and
 sha256 match the manifest, so pg_restore never sees the end of a corrupt or
 truncated archive and cannot report success on one.
+
+A corrupt archive usually makes pg_restore fail first ("out of memory" for a
+garbage length): when it stops reading, or the bytes do not decompress, the
+rest of the object is still read and hashed, and bytes that differ from the
+manifest are reported as what they are, a corrupt backup.
+
+pg_restore runs with PGOPTIONS settings (connection.restore_settings): the
+target's role or database may set timeouts a pg_restore older than the server
+does not know to reset, or a read-only default.
 """
 
 from __future__ import annotations
@@ -13,16 +22,19 @@ import subprocess
 import time
 from collections.abc import Iterator
 
+import psycopg
 import zstandard
 from pydantic import BaseModel
 
 from pgautodumper import catalog, layout, storage
 from pgautodumper.child import ToolProcess
-from pgautodumper.connection import ConnectionInfo, connect
+from pgautodumper.connection import ConnectionInfo, connect, restore_settings
 from pgautodumper.errors import (
     ChecksumMismatchError,
+    DatabaseError,
     RestoreFailedError,
     TargetNotEmptyError,
+    redact,
 )
 from pgautodumper.manifest import Manifest
 from pgautodumper.pgtools import find_tool
@@ -32,7 +44,8 @@ log = logging.getLogger(__name__)
 _INCOMPLETE = "treat the target database as incomplete"
 
 _USER_OBJECTS = """
-SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+SELECT pg_catalog.count(*) FROM pg_catalog.pg_class c
+  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
  WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
    AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp\\_%'
 """
@@ -61,17 +74,35 @@ def resolve(
     return catalog.latest_complete(bucket, prefix, name)
 
 
-def target_database(target: ConnectionInfo, *, clean: bool) -> str:
-    """The target's name, after refusing one that holds objects (unless clean)."""
+class Target(BaseModel):
+    dbname: str
+    server_version_num: int
+
+
+def inspect_target(target: ConnectionInfo, *, clean: bool) -> Target:
+    """The target's name and version, after refusing one that holds objects (unless clean)."""
     with connect(target) as conn:
         dbname = conn.info.dbname
-        row = conn.execute(_USER_OBJECTS).fetchone()
+        version = conn.info.server_version
+        try:
+            row = conn.execute(_USER_OBJECTS).fetchone()
+        except psycopg.Error as exc:
+            raise DatabaseError(
+                f"cannot inspect the target database {dbname} on {target.describe()}: "
+                f"{redact(str(exc), target.secret_values()).strip()}",
+                hint="check that the role may connect to and read the target's catalog",
+            ) from None
     if row and row[0] and not clean:
         raise TargetNotEmptyError(
             f"target database {dbname} on {target.describe()} is not empty ({row[0]} relations)",
             hint="restore into an empty database, or pass --clean to drop and replace objects",
         )
-    return dbname
+    return Target(dbname=dbname, server_version_num=version)
+
+
+def target_database(target: ConnectionInfo, *, clean: bool) -> str:
+    """The target's name, after refusing one that holds objects (unless clean)."""
+    return inspect_target(target, clean=clean).dbname
 
 
 def pg_restore_argv(path: str, dbname: str, options: RestoreOptions) -> list[str]:
@@ -87,24 +118,25 @@ def restore(
     bucket: str, keys: layout.BackupKeys, target: ConnectionInfo, options: RestoreOptions
 ) -> RestoreResult:
     manifest = catalog.read_manifest(bucket, keys)
-    dbname = target_database(target, clean=options.clean)
+    checked = inspect_target(target, clean=options.clean)
+    dbname = checked.dbname
     tool = find_tool("pg_restore", _major(manifest.pg_dump_version))
     started = time.monotonic()
     log.info("restore %s -> %s (%s %s)", keys.dump, dbname, tool.name, tool.version)
     process = ToolProcess(
         pg_restore_argv(str(tool.path), dbname, options),
-        target.libpq_env(),
+        target.libpq_env(settings=restore_settings(checked.server_version_num)),
         stdin=subprocess.PIPE,
         secrets=target.secret_values(),
     )
     try:
-        _feed(process, storage.stream(bucket, keys.dump), manifest)
-    except BrokenPipeError:
-        process.wait()
-        raise RestoreFailedError(
-            f"restore of {keys.dump} into {dbname} failed: {process.failure()}",
-            hint=_INCOMPLETE,
-        ) from None
+        if not _feed(process, storage.stream(bucket, keys.dump), manifest):
+            # pg_restore stopped reading, on bytes that match the manifest: its own failure.
+            process.wait()
+            raise RestoreFailedError(
+                f"restore of {keys.dump} into {dbname} failed: {process.failure()}",
+                hint=_INCOMPLETE,
+            )
     except BaseException:
         process.kill()
         raise
@@ -126,52 +158,78 @@ def _major(version: str) -> int:
     return int(version.split(".", 1)[0])
 
 
-def _feed(process: ToolProcess, chunks: Iterator[bytes], manifest: Manifest) -> None:
-    """Decompress verified bytes into pg_restore, holding back the last chunk."""
+# Why writing stopped, when it was not the bytes: pg_restore exited or closed stdin.
+_PG_RESTORE_STOPPED = "pg_restore stopped reading"
+
+
+def _feed(process: ToolProcess, chunks: Iterator[bytes], manifest: Manifest) -> bool:
+    """Decompress verified bytes into pg_restore, holding back the last chunk.
+
+    Returns False when pg_restore stopped reading before the end (on bytes that
+    match the manifest); raises :class:`ChecksumMismatchError` when the bytes
+    differ from it, whatever pg_restore did with them meanwhile.
+    """
     digest = hashlib.sha256()
     size = 0
     decompressor = zstandard.ZstdDecompressor().decompressobj()
     pending: bytes | None = None
+    # Once writing stops (pg_restore gone, or undecodable bytes) the rest is
+    # still read and hashed: the checksum decides what the failure was.
+    stopped: str | None = None
     for chunk in chunks:
         digest.update(chunk)
         size += len(chunk)
         if size > manifest.stored_bytes:
             break
-        if pending is not None:
-            _write(process, decompressor, pending, manifest)
+        if pending is not None and stopped is None:
+            stopped = _write(process, decompressor, pending)
         pending = chunk
     _check_stored(manifest, size, digest.hexdigest())
-    if pending is not None:
-        _write(process, decompressor, pending, manifest)
-    if not decompressor.eof:
+    if pending is not None and stopped is None:
+        stopped = _write(process, decompressor, pending)
+    if stopped == _PG_RESTORE_STOPPED:
+        return False
+    if stopped is not None or not decompressor.eof:
+        # The stored bytes are the ones the backup wrote, yet they do not decode:
+        # the dump was damaged before its checksum was taken.
+        what = f"zstd: {stopped}" if stopped else "its zstd stream is unterminated"
         raise ChecksumMismatchError(
-            f"checksum ok but the zstd stream of {manifest.dump_key} is unterminated",
+            f"the checksum matches the manifest, but the backup {manifest.dump_key} is "
+            f"corrupt ({what})",
             hint=_INCOMPLETE,
         )
-    process.stdin.close()
+    try:
+        process.stdin.close()
+    except BrokenPipeError:
+        return False
+    return True
 
 
-def _write(process: ToolProcess, decompressor, chunk: bytes, manifest: Manifest) -> None:
+def _write(process: ToolProcess, decompressor, chunk: bytes) -> str | None:
+    """Feed one chunk; the reason writing must stop, or None."""
     try:
         data = decompressor.decompress(chunk)
     except zstandard.ZstdError as exc:
-        raise ChecksumMismatchError(
-            f"checksum failure: {manifest.dump_key} is corrupt (zstd: {exc})", hint=_INCOMPLETE
-        ) from None
-    process.stdin.write(data)
+        return str(exc)
+    try:
+        process.stdin.write(data)
+    except BrokenPipeError:
+        return _PG_RESTORE_STOPPED
+    return None
 
 
 def _check_stored(manifest: Manifest, size: int, sha256: str) -> None:
     if size != manifest.stored_bytes:
         more = "more than " if size > manifest.stored_bytes else ""
         raise ChecksumMismatchError(
-            f"checksum failure: {manifest.dump_key} has {more}{size} bytes, "
-            f"the manifest records {manifest.stored_bytes} (truncated or replaced)",
+            f"checksum mismatch: the backup {manifest.dump_key} is corrupt: it has "
+            f"{more}{size} bytes, the manifest records {manifest.stored_bytes} "
+            "(truncated or replaced)",
             hint=_INCOMPLETE,
         )
     if sha256 != manifest.sha256:
         raise ChecksumMismatchError(
-            f"checksum mismatch: {manifest.dump_key} has sha256 {sha256}, "
-            f"the manifest records {manifest.sha256}",
+            f"checksum mismatch: the backup {manifest.dump_key} is corrupt: its sha256 is "
+            f"{sha256}, the manifest records {manifest.sha256}",
             hint=_INCOMPLETE,
         )

@@ -74,9 +74,9 @@ def parse_secret(secret_string: str, *, arn: str, version_id: str) -> DatabaseSe
     )
 
 
-def fetch_secret(secret_id: str, version_id: str | None = None) -> DatabaseSecret:
+def fetch_secret(secret_arn: str, version_id: str | None = None) -> DatabaseSecret:
     """Read and validate a database secret, optionally at a pinned version."""
-    request = {"SecretId": secret_id}
+    request = {"SecretId": secret_arn}
     if version_id:
         request["VersionId"] = version_id
     try:
@@ -85,20 +85,20 @@ def fetch_secret(secret_id: str, version_id: str | None = None) -> DatabaseSecre
         code = aws.error_code(exc)
         if code == "ResourceNotFoundException":
             raise SecretNotFoundError(
-                f"secret {secret_id} not found"
+                f"secret {secret_arn} not found"
                 + (f" at version {version_id}" if version_id else ""),
                 hint="check the ARN and the region (AWS_REGION)",
             ) from None
         if code in ("AccessDeniedException", "DecryptionFailure"):
             raise SecretAccessDeniedError(
-                f"access denied reading secret {secret_id} ({code})",
+                f"access denied reading secret {secret_arn} ({code})",
                 hint="grant secretsmanager:GetSecretValue (and kms:Decrypt) to this role",
             ) from None
-        raise SecretError(f"cannot read secret {secret_id}: {code}") from None
+        raise SecretError(f"cannot read secret {secret_arn}: {code}") from None
     except BotoCoreError as exc:
-        raise SecretError(f"cannot reach Secrets Manager for {secret_id}: {exc}") from None
+        raise SecretError(f"cannot reach Secrets Manager for {secret_arn}: {exc}") from None
     if "SecretString" not in response:
-        raise SecretMalformedError(f"secret {secret_id} has no SecretString")
+        raise SecretMalformedError(f"secret {secret_arn} has no SecretString")
     return parse_secret(
         response["SecretString"], arn=response["ARN"], version_id=response["VersionId"]
     )

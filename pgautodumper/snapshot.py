@@ -2,11 +2,15 @@
 
 A REPEATABLE READ transaction exports its snapshot; pg_dump imports it with
 ``--snapshot`` while this connection stays open, and the exact per-table row
-counts recorded in the manifest are taken in the same transaction.
+counts recorded in the manifest are taken in the same transaction. The
+connection is checked once more before the dump object is completed: if it
+died on the way (a timeout, an administrator, a restart), nothing is stored.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -15,20 +19,27 @@ from psycopg import sql
 from pydantic import BaseModel
 
 from pgautodumper.connection import ConnectionInfo, connect
-from pgautodumper.errors import DatabaseError, DatabasePermissionError, redact
+from pgautodumper.errors import (
+    DatabaseError,
+    DatabasePermissionError,
+    DumpFailedError,
+    redact,
+)
 from pgautodumper.manifest import TableRows
+
+log = logging.getLogger(__name__)
 
 # Tables whose data pg_dump writes: ordinary tables and leaf partitions, outside
 # the system schemas, not owned by an extension.
 _DUMPED_TABLES = """
 SELECT n.nspname, c.relname
-  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+  FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
  WHERE c.relkind = 'r'
    AND n.nspname NOT IN ('pg_catalog', 'information_schema')
    AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp\\_%'
-   AND NOT EXISTS (SELECT 1 FROM pg_depend d
-                    WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
-                      AND d.deptype = 'e')
+   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
+                    WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
+                      AND d.objid = c.oid AND d.deptype = 'e')
  ORDER BY 1, 2
 """
 
@@ -45,9 +56,10 @@ class ServerInfo(BaseModel):
 
 def server_info(conn: psycopg.Connection) -> ServerInfo:
     row = conn.execute(
-        "SELECT current_database(), current_setting('server_version'),"
-        " current_setting('server_version_num')::int, pg_database_size(current_database()),"
-        " pg_is_in_recovery()"
+        "SELECT pg_catalog.current_database(), pg_catalog.current_setting('server_version'),"
+        " pg_catalog.current_setting('server_version_num')::pg_catalog.int4,"
+        " pg_catalog.pg_database_size(pg_catalog.current_database()),"
+        " pg_catalog.pg_is_in_recovery()"
     ).fetchone()
     assert row is not None
     return ServerInfo(
@@ -63,14 +75,15 @@ def count_rows(conn: psycopg.Connection) -> list[TableRows]:
     """Exact row counts of every dumped table, in the connection's snapshot."""
     counts = []
     for schema, table in conn.execute(_DUMPED_TABLES).fetchall():
-        query = sql.SQL("SELECT count(*) FROM {}.{}").format(
+        query = sql.SQL("SELECT pg_catalog.count(*) FROM {}.{}").format(
             sql.Identifier(schema), sql.Identifier(table)
         )
         try:
             row = conn.execute(query).fetchone()
-        except psycopg.errors.InsufficientPrivilege:
+        except psycopg.errors.InsufficientPrivilege as exc:
             raise DatabasePermissionError(
-                f"cannot read table {schema}.{table} in {conn.info.dbname}",
+                f"cannot read table {schema}.{table} in {conn.info.dbname} "
+                f"({str(exc).strip().splitlines()[0]})",
                 hint="grant SELECT on it to the backup role (run 'pgautodumper preflight')",
             ) from None
         counts.append(TableRows(schema=schema, table=table, rows=row[0] if row else 0))
@@ -82,15 +95,35 @@ class HeldSnapshot(BaseModel):
     server: ServerInfo
 
 
+def snapshot_lost(info: ConnectionInfo, exc: BaseException, *, while_: str) -> DumpFailedError:
+    """The named error for a held-snapshot connection that failed or died."""
+    detail = redact(str(exc), info.secret_values()).strip() or type(exc).__name__
+    return DumpFailedError(
+        f"the connection holding the dump's snapshot on {info.describe()} failed "
+        f"{while_}: {detail}",
+        hint="nothing was stored; the server may have ended the session (a timeout, "
+        "pg_terminate_backend, a restart): check its log and run the backup again",
+    )
+
+
+def ensure_alive(conn: psycopg.Connection, info: ConnectionInfo) -> None:
+    """Prove the snapshot's transaction is still open, before anything is committed."""
+    try:
+        conn.execute("SELECT 1")
+    except psycopg.Error as exc:
+        raise snapshot_lost(info, exc, while_="before the upload was completed") from None
+
+
 @contextmanager
 def held_snapshot(info: ConnectionInfo) -> Iterator[tuple[HeldSnapshot, psycopg.Connection]]:
     """Export a snapshot and keep its transaction open for the duration."""
     with connect(info, autocommit=False) as conn:
+        # Explicit, so a role's default_transaction_isolation cannot change it.
         conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         conn.read_only = True
         try:
             server = server_info(conn)
-            row = conn.execute("SELECT pg_export_snapshot()").fetchone()
+            row = conn.execute("SELECT pg_catalog.pg_export_snapshot()").fetchone()
         except psycopg.Error as exc:
             raise DatabaseError(
                 f"cannot export a snapshot on {info.describe()}: "
@@ -101,4 +134,7 @@ def held_snapshot(info: ConnectionInfo) -> Iterator[tuple[HeldSnapshot, psycopg.
         try:
             yield HeldSnapshot(snapshot_id=row[0], server=server), conn
         finally:
-            conn.rollback()
+            # The work is done or failed already: a connection that died since
+            # has nothing left to lose, and must not turn into a traceback.
+            with contextlib.suppress(psycopg.Error):
+                conn.rollback()

@@ -7,24 +7,35 @@ is a small multiple of the part size whatever the database size. The part
 size starts from the database size and doubles every 1,000 parts, so 10,000
 parts always reach S3's 5 TiB object limit. Nothing is visible until
 ``complete()``; anything else aborts the upload.
+
+S3 keeps a checksum of its own: the upload declares a full-object CRC32
+(computed while streaming, checked by S3 on completion) and every download asks
+for it back, so bytes damaged in transport are caught by botocore as well as by
+the manifest's sha256. A full-object (not composite) checksum is what a client
+can check on a whole-object GET: https://docs.aws.amazon.com/AmazonS3/latest/userguide/checking-object-integrity-upload.html
+(full object checksums for multipart uploads: CRC-32, CRC-32C, CRC-64/NVME) and
+https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html (ChecksumMode).
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import queue
 import threading
+import zlib
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Protocol
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, FlexibleChecksumError
 
 from pgautodumper import aws
 from pgautodumper.errors import (
     BackupExistsError,
     BackupNotFoundError,
     BucketNotFoundError,
+    ChecksumMismatchError,
     StorageAccessDeniedError,
     StorageError,
     StorageUnavailableError,
@@ -40,6 +51,9 @@ MAX_PARTS = 10_000
 PARTS_PER_STEP = 1_000
 MAX_IN_FLIGHT = 2
 READ_CHUNK = 1 * MiB
+# S3's own checksum of a dump object: CRC32 over the whole object (zlib's CRC-32).
+CHECKSUM_ALGORITHM = "CRC32"
+CHECKSUM_TYPE = "FULL_OBJECT"
 
 
 def initial_part_size(database_size_bytes: int, minimum: int = DEFAULT_PART_SIZE) -> int:
@@ -61,6 +75,11 @@ def part_size(part_number: int, base: int) -> int:
     12 MiB default, more than S3's 5 TiB object limit.
     """
     return min(base << ((part_number - 1) // PARTS_PER_STEP), MAX_PART_SIZE)
+
+
+def crc32_base64(crc: int) -> str:
+    """S3's encoding of a CRC32: the 4 big-endian bytes, base64."""
+    return base64.b64encode(crc.to_bytes(4, "big")).decode()
 
 
 def storage_error(exc: Exception, *, bucket: str, key: str, action: str) -> StorageError:
@@ -158,9 +177,15 @@ class S3MultipartSink:
         self._pool = ThreadPoolExecutor(MAX_IN_FLIGHT, thread_name_prefix="s3-part")
         self._upload_id: str | None = None
         self._closed = False
+        self._crc = 0  # zlib.crc32 of every byte written, in order
         self._refuse_existing()
         try:
-            response = self._s3.create_multipart_upload(Bucket=bucket, Key=key)
+            response = self._s3.create_multipart_upload(
+                Bucket=bucket,
+                Key=key,
+                ChecksumAlgorithm=CHECKSUM_ALGORITHM,
+                ChecksumType=CHECKSUM_TYPE,
+            )
         except (ClientError, BotoCoreError) as exc:
             raise storage_error(exc, bucket=bucket, key=key, action="start upload of") from None
         self._upload_id = response["UploadId"]
@@ -185,6 +210,7 @@ class S3MultipartSink:
         return part_size(len(self._parts) + 1, self.base_part_size)
 
     def write(self, data: bytes) -> None:
+        self._crc = zlib.crc32(data, self._crc)
         view = memoryview(data)
         while view:
             take = min(len(self._buffer) - self._filled, len(view))
@@ -215,14 +241,19 @@ class S3MultipartSink:
 
     def _upload_part(self, number: int, body: bytearray) -> dict[str, object]:
         try:
+            # botocore computes the part's CRC32 and S3 checks it on arrival.
             response = self._s3.upload_part(
                 Bucket=self.bucket,
                 Key=self.key,
                 UploadId=self._upload_id,
                 PartNumber=number,
                 Body=body,
+                ChecksumAlgorithm=CHECKSUM_ALGORITHM,
             )
-            return {"PartNumber": number, "ETag": response["ETag"]}
+            part: dict[str, object] = {"PartNumber": number, "ETag": response["ETag"]}
+            if response.get("ChecksumCRC32"):
+                part["ChecksumCRC32"] = response["ChecksumCRC32"]
+            return part
         finally:
             self._free.put(body)
             self._slots.release()
@@ -251,6 +282,9 @@ class S3MultipartSink:
                 UploadId=self._upload_id,
                 MultipartUpload={"Parts": parts},
                 IfNoneMatch="*",
+                # S3 compares it with the CRC32 it combined from the parts.
+                ChecksumCRC32=crc32_base64(self._crc),
+                ChecksumType=CHECKSUM_TYPE,
             )
         except (ClientError, BotoCoreError) as exc:
             raise storage_error(exc, bucket=self.bucket, key=self.key, action="complete") from None
@@ -303,10 +337,23 @@ def get(bucket: str, key: str) -> bytes:
 
 
 def stream(bucket: str, key: str) -> Iterator[bytes]:
-    """The object's bytes in chunks; transport errors become named errors."""
+    """The object's bytes in chunks; transport errors become named errors.
+
+    With ``ChecksumMode=ENABLED`` S3 returns the object's full-object checksum
+    and botocore checks the bytes against it when the body ends (an object
+    without one, or with a composite one, is not checked here; the manifest's
+    sha256 still is).
+    """
     try:
-        body = aws.client("s3").get_object(Bucket=bucket, Key=key)["Body"]
+        body = aws.client("s3").get_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")["Body"]
         while chunk := body.read(READ_CHUNK):
             yield chunk
+    except FlexibleChecksumError as exc:
+        raise ChecksumMismatchError(
+            f"checksum mismatch: s3://{bucket}/{key} is corrupt as received: S3's own "
+            f"checksum of the object differs from the bytes read ({exc})",
+            hint="read it again; if this repeats, the stored object is damaged: "
+            "restore an older backup",
+        ) from None
     except (ClientError, BotoCoreError) as exc:
         raise storage_error(exc, bucket=bucket, key=key, action="read") from None

@@ -1,31 +1,96 @@
 """Verify: prove a backup restores, before anyone needs it.
 
 Restore into a uniquely named scratch database, compare every table's exact
-row count with the manifest (taken in the dump's own snapshot), drop the
-scratch database whatever happens, and record the verdict next to the backup.
+row count with the manifest (taken in the dump's own snapshot), record the
+verdict next to the backup whatever happened, and drop the scratch database.
+
+Cleanup never masks the verdict: a scratch database that cannot be dropped
+(a session the scratch role may not end is still connected) is logged as a
+warning, and the next verify drops scratch databases left over for more than
+a day. Their names carry their creation time for that reason.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
+import psycopg
 from psycopg import sql
 
 from pgautodumper import __version__, catalog, layout, storage
 from pgautodumper.connection import ConnectionInfo, connect
-from pgautodumper.errors import IntegrityError, VerifyMismatchError
+from pgautodumper.errors import (
+    DatabaseError,
+    PgautodumperError,
+    RestoreFailedError,
+    VerifyMismatchError,
+    redact,
+)
 from pgautodumper.manifest import Verdict, VerifiedTable
 from pgautodumper.restore import RestoreOptions, restore
 from pgautodumper.snapshot import count_rows
 
 log = logging.getLogger(__name__)
 
+SCRATCH_PREFIX = "pgad_verify_"
+# A scratch database older than this is a leftover: no verify runs this long.
+LEFTOVER_AGE = timedelta(days=1)
+# A plain DROP DATABASE already waits up to 5 s for other sessions to leave (and
+# signals autovacuum workers itself); these attempts bound the rest.
+DROP_ATTEMPTS = 5
+DROP_PAUSE_SECONDS = 1.0
 
-def scratch_name(keys: layout.BackupKeys) -> str:
-    return f"pgad_verify_{keys.run_id[:24]}_{secrets.token_hex(4)}".lower().replace("-", "_")
+_STAMP = "%Y%m%d%H%M%S"
+_STAMPED = re.compile(rf"^{SCRATCH_PREFIX}(\d{{14}})_")
+
+# Other sessions on a database, and whether this role may end each one: the
+# rule the server applies to pg_terminate_backend and DROP DATABASE ... FORCE
+# (privileges of the session's role, or pg_signal_backend; only a superuser
+# may end a superuser's session; background workers such as autovacuum never).
+_OTHER_SESSIONS = """
+SELECT pg_catalog.count(*),
+       pg_catalog.count(*) FILTER (WHERE NOT coalesce(
+           a.backend_type = 'client backend'
+           AND (pg_catalog.pg_has_role(current_user, a.usesysid, 'USAGE')
+                OR pg_catalog.pg_has_role(current_user, 'pg_signal_backend', 'USAGE'))
+           AND (NOT r.rolsuper OR me.rolsuper), false))
+  FROM pg_catalog.pg_stat_activity a
+  LEFT JOIN pg_catalog.pg_roles r ON r.oid = a.usesysid
+  CROSS JOIN (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) me
+ WHERE a.datname = %s AND a.pid <> pg_catalog.pg_backend_pid()
+"""
+
+_SCRATCH_DATABASES = (
+    "SELECT datname FROM pg_catalog.pg_database WHERE datname LIKE 'pgad\\_verify\\_%' ORDER BY 1"
+)
+# For names without a time in them (older releases): needs superuser or
+# pg_read_server_files, and fails for a database outside the default tablespace.
+_CREATED_FROM_FILES = (
+    "SELECT (pg_catalog.pg_stat_file('base/' || d.oid || '/PG_VERSION')).modification"
+    " FROM pg_catalog.pg_database d WHERE d.datname = %s"
+)
+
+
+def scratch_name(keys: layout.BackupKeys, *, now: datetime | None = None) -> str:
+    """``pgad_verify_<UTC creation time>_<run id>_<random>``, at most 60 characters."""
+    stamp = (now or datetime.now(UTC)).strftime(_STAMP)
+    run = re.sub(r"[^a-z0-9_]", "_", keys.run_id.lower())[:24]
+    return f"{SCRATCH_PREFIX}{stamp}_{run}_{secrets.token_hex(4)}"
+
+
+def created_at(name: str) -> datetime | None:
+    """The creation time a scratch database's name carries, if it carries one."""
+    match = _STAMPED.match(name)
+    if not match:
+        return None
+    try:
+        return datetime.strptime(match[1], _STAMP).replace(tzinfo=UTC)
+    except ValueError:
+        return None
 
 
 def compare(
@@ -41,40 +106,31 @@ def compare(
 def verify(bucket: str, keys: layout.BackupKeys, scratch: ConnectionInfo) -> Verdict:
     """Restore-and-compare; writes ``<backup>.verified.json`` and returns the verdict.
 
-    Raises :class:`VerifyMismatchError` (after recording the failed verdict)
-    when counts differ, and integrity errors (checksum) as they are.
+    Every outcome is recorded: a failure (a checksum mismatch, pg_restore
+    failing, the scratch server refusing) is stored as a "failed" verdict with
+    its reason, then raised as the named error it was. Differing counts raise
+    :class:`VerifyMismatchError` after the verdict is stored.
     """
     manifest = catalog.read_manifest(bucket, keys)
+    drop_leftovers(scratch)
     database = scratch_name(keys)
     started = time.monotonic()
-    with connect(scratch) as admin:
-        admin.execute(
-            sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(database))
-        )
-    log.info("verify %s in scratch database %s", keys.dump, database)
+    restored_ok = False
     try:
-        restore(bucket, keys, scratch.with_params(dbname=database), RestoreOptions(no_owner=True))
-        restore_seconds = round(time.monotonic() - started, 3)
-        with connect(scratch.with_params(dbname=database)) as conn:
-            restored = {t.qualified: t.rows for t in count_rows(conn)}
-    except IntegrityError as exc:
-        _record(
-            bucket,
-            keys,
-            Verdict(
-                dump_key=keys.dump,
-                verdict="failed",
-                checked_at=datetime.now(UTC),
-                restore_seconds=round(time.monotonic() - started, 3),
-                sha256_ok=False,
-                tables=[],
-                reason=exc.message,
-                tool_version=__version__,
-            ),
-        )
+        _create(scratch, database)
+        try:
+            log.info("verify %s in scratch database %s", keys.dump, database)
+            restore(
+                bucket, keys, scratch.with_params(dbname=database), RestoreOptions(no_owner=True)
+            )
+            restored_ok = True
+            restore_seconds = round(time.monotonic() - started, 3)
+            restored = _counts(scratch.with_params(dbname=database))
+        finally:
+            drop_scratch(scratch, database)
+    except PgautodumperError as exc:
+        _record_failure(bucket, keys, exc, started=started, sha256_ok=restored_ok)
         raise
-    finally:
-        _drop(scratch, database)
     tables, extra = compare(manifest.row_counts(), restored)
     failed = [t for t in tables if not t.matches]
     verdict = Verdict(
@@ -112,8 +168,131 @@ def _record(bucket: str, keys: layout.BackupKeys, verdict: Verdict) -> None:
     storage.put(bucket, keys.verified, verdict.to_json())
 
 
-def _drop(scratch: ConnectionInfo, database: str) -> None:
-    with connect(scratch) as admin:
-        admin.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database))
-        )
+def _record_failure(
+    bucket: str,
+    keys: layout.BackupKeys,
+    exc: PgautodumperError,
+    *,
+    started: float,
+    sha256_ok: bool,
+) -> None:
+    """Store a "failed" verdict for ``exc``; never replaces ``exc`` with its own error."""
+    verdict = Verdict(
+        dump_key=keys.dump,
+        verdict="failed",
+        checked_at=datetime.now(UTC),
+        restore_seconds=round(time.monotonic() - started, 3),
+        # A RestoreFailedError comes only after the bytes matched the manifest.
+        sha256_ok=sha256_ok or isinstance(exc, RestoreFailedError),
+        tables=[],
+        reason=f"{type(exc).__name__}: {exc.message}",
+        tool_version=__version__,
+    )
+    try:
+        _record(bucket, keys, verdict)
+    except PgautodumperError as record_error:
+        log.warning("could not record the failed verdict of %s: %s", keys.dump, record_error)
+
+
+def _create(scratch: ConnectionInfo, database: str) -> None:
+    with connect(scratch, writable=True) as admin:
+        try:
+            admin.execute(
+                sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(database))
+            )
+        except psycopg.Error as exc:
+            raise DatabaseError(
+                f"cannot create scratch database {database} on {scratch.describe()}: "
+                f"{_first_line(exc, scratch)}",
+                hint="the scratch role needs CREATEDB (or ownership of a server of its own)",
+            ) from None
+
+
+def _counts(target: ConnectionInfo) -> dict[str, int]:
+    with connect(target) as conn:
+        try:
+            return {t.qualified: t.rows for t in count_rows(conn)}
+        except psycopg.Error as exc:
+            raise DatabaseError(
+                f"counting the restored rows in {target.describe()} failed: "
+                f"{_first_line(exc, target)}",
+                hint="check the scratch server's log and run the verify again",
+            ) from None
+
+
+def _first_line(exc: BaseException, info: ConnectionInfo) -> str:
+    lines = redact(str(exc), info.secret_values()).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def drop_scratch(
+    scratch: ConnectionInfo,
+    database: str,
+    *,
+    attempts: int | None = None,
+    pause_seconds: float | None = None,
+) -> bool:
+    """Drop a scratch database, robustly; True when it is gone. Never raises.
+
+    A plain DROP DATABASE, retried a bounded number of times: PostgreSQL makes
+    autovacuum workers leave by itself. FORCE (which terminates the other
+    sessions) only when this role may end every one of them: otherwise it fails
+    with InsufficientPrivilege instead of waiting ("must be a member of the
+    role whose process is being terminated").
+    """
+    attempts = attempts or DROP_ATTEMPTS
+    pause_seconds = DROP_PAUSE_SECONDS if pause_seconds is None else pause_seconds
+    last: Exception | None = None
+    for attempt in range(1, attempts + 1):
+        try:
+            with connect(scratch, writable=True) as admin:
+                sessions, unendable = admin.execute(_OTHER_SESSIONS, (database,)).fetchone() or (
+                    0,
+                    0,
+                )
+                force = sql.SQL(" WITH (FORCE)") if sessions and not unendable else sql.SQL("")
+                admin.execute(
+                    sql.SQL("DROP DATABASE IF EXISTS {}{}").format(sql.Identifier(database), force)
+                )
+            return True
+        except (psycopg.Error, PgautodumperError) as exc:
+            last = exc
+        if attempt < attempts:
+            time.sleep(pause_seconds)
+    log.warning(
+        "could not drop scratch database %s on %s after %d attempts (%s); "
+        "the next verify drops it once it is a day old",
+        database,
+        scratch.describe(),
+        attempts,
+        _first_line(last, scratch) if last else "unknown error",
+    )
+    return False
+
+
+def drop_leftovers(scratch: ConnectionInfo, *, now: datetime | None = None) -> list[str]:
+    """Drop scratch databases older than :data:`LEFTOVER_AGE`; their names. Never raises."""
+    now = now or datetime.now(UTC)
+    dropped = []
+    try:
+        with connect(scratch) as admin:
+            names = [row[0] for row in admin.execute(_SCRATCH_DATABASES)]
+            ages = {name: created_at(name) or _created_from_files(admin, name) for name in names}
+    except (psycopg.Error, PgautodumperError) as exc:
+        log.warning("could not look for leftover scratch databases: %s", exc)
+        return dropped
+    for name, created in ages.items():
+        if created is None or now - created < LEFTOVER_AGE:
+            continue
+        log.info("dropping leftover scratch database %s (created %s)", name, created.isoformat())
+        if drop_scratch(scratch, name, attempts=1):
+            dropped.append(name)
+    return dropped
+
+
+def _created_from_files(admin: psycopg.Connection, name: str) -> datetime | None:
+    try:
+        row = admin.execute(_CREATED_FROM_FILES, (name,)).fetchone()
+    except psycopg.Error:
+        return None
+    return row[0] if row and row[0] else None

@@ -36,6 +36,8 @@ EXAMPLE = {
     "notify_on_success": False,
     "sslmode": "require",
     "task": {"cpu": 1024, "memory": 4096, "timeout_seconds": 21600},
+    "jobs": 2,
+    "lock_wait_timeout_seconds": 300,
 }
 
 

@@ -1,14 +1,19 @@
-"""Build the Lambda artifact: one zip for all six handlers (``make package``).
+"""Build the Lambda artifact: one zip for all eight handlers (``make package``).
 
     python scripts/package_lambdas.py [--arch x86_64|arm64] [--python-version 3.12]
 
 The zip holds the ``pgautodumper`` package, ``lambdas/`` and the handlers'
 dependencies, installed for the Lambda runtime (binary manylinux wheels for
 the chosen architecture, CPython of the runtime's version), whatever machine
-builds it. boto3 and its own dependencies come with the runtime and are left
-out. The zip is deterministic (sorted entries, fixed timestamps), so an
-unchanged tree gives identical bytes and Terraform sees no change. Each
-function points at its handler: ``lambdas.<name>.handler``.
+builds it. The AWS SDK is shipped too, pinned by ``scripts/lambda-constraints.txt``:
+the runtime's bundled boto3 is older than what the code needs (conditional
+writes, default request checksums for Object Lock buckets), and the function
+directory comes first on the runtime's module path, so the shipped copy wins
+(AWS recommends shipping it: https://docs.aws.amazon.com/lambda/latest/dg/python-package.html,
+"Runtime dependencies in Python").
+The zip is deterministic (sorted entries, fixed timestamps), so an unchanged
+tree gives identical bytes and Terraform sees no change. Each function points
+at its handler: ``lambdas.<name>.handler``.
 """
 
 from __future__ import annotations
@@ -27,12 +32,18 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 BUILD = REPO / "build" / "lambda"
 ARTIFACT = BUILD / "pgautodumper-lambda.zip"
-HANDLERS = ("lookup_secret", "preflight", "record", "prune", "release_lock", "notify")
+CONSTRAINTS = REPO / "scripts" / "lambda-constraints.txt"
+# terraform/lambda.tf local.functions names the same eight (a test keeps them equal).
+HANDLERS = (
+    "lookup_secret", "preflight", "record", "record_verify", "task_failure", "prune",
+    "release_lock", "notify",
+)  # fmt: skip
 # What the handlers import beyond the standard library (a test keeps this honest).
-LAMBDA_DISTRIBUTIONS = ("psycopg", "pydantic")
-# Provided by the Lambda Python runtime: never shipped (and never shadowing it).
-RUNTIME_PROVIDED = ("boto3", "botocore", "s3transfer", "jmespath", "python-dateutil", "six",
-                    "urllib3")  # fmt: skip
+LAMBDA_DISTRIBUTIONS = ("boto3", "psycopg", "pydantic")
+# The oldest botocore that sends a checksum header on every PutObject by default
+# (request_checksum_calculation=when_supported), which Object Lock buckets require;
+# IfMatch on PutObject/DeleteObject needs 1.35.69.
+MIN_BOTOCORE = (1, 36, 0)
 PLATFORMS = {"x86_64": "x86_64", "arm64": "aarch64", "aarch64": "aarch64"}
 FIXED_TIME = (1980, 1, 1, 0, 0, 0)
 
@@ -60,34 +71,35 @@ def install(target: Path, arch: str, python_version: str) -> None:
         "--python-version", python_version, "--only-binary=:all:",
         # Lambda's Amazon Linux 2023 has glibc 2.34: both tags run there.
         "--platform", f"manylinux2014_{machine}", "--platform", f"manylinux_2_28_{machine}",
+        "--constraint", str(CONSTRAINTS),
         *requirements(),
     ]  # fmt: skip
     subprocess.run(command, check=True)
+    check_botocore(target)
 
 
 def _normalize(name: str) -> str:
     return name.lower().replace("-", "_").replace(".", "_")
 
 
-def remove_runtime_provided(target: Path) -> list[str]:
-    """Delete the files of distributions the runtime already has (by their RECORD)."""
-    removed = []
-    excluded = {_normalize(n) for n in RUNTIME_PROVIDED}
-    for dist_info in sorted(target.glob("*.dist-info")):
-        name = _normalize(dist_info.name.split("-", 1)[0])  # name-version.dist-info
-        if name not in excluded:
-            continue
-        record = dist_info / "RECORD"
-        for line in record.read_text().splitlines() if record.exists() else []:
-            path = target / line.split(",", 1)[0]
-            if path.is_file():
-                path.unlink()
-        shutil.rmtree(dist_info, ignore_errors=True)
-        removed.append(dist_info.name)
-    for directory in sorted(target.rglob("*"), reverse=True):  # now-empty package folders
-        if directory.is_dir() and not any(directory.iterdir()):
-            directory.rmdir()
-    return removed
+def installed_version(target: Path, distribution: str) -> tuple[int, ...] | None:
+    """The version of ``distribution`` installed in ``target`` (from its dist-info)."""
+    wanted = _normalize(distribution)
+    for dist_info in target.glob("*.dist-info"):
+        name, _, version = dist_info.name.removesuffix(".dist-info").partition("-")
+        if _normalize(name) == wanted:
+            return tuple(int(part) for part in re.findall(r"\d+", version)[:3])
+    return None
+
+
+def check_botocore(target: Path) -> None:
+    """Refuse an artifact whose botocore cannot send what the code sends."""
+    version = installed_version(target, "botocore")
+    if version is None or version < MIN_BOTOCORE:
+        raise SystemExit(
+            f"package_lambdas: botocore {version} in {target} is older than "
+            f"{'.'.join(map(str, MIN_BOTOCORE))}; fix {CONSTRAINTS.relative_to(REPO)}"
+        )
 
 
 def _files(root: Path, base: Path) -> Iterable[tuple[Path, str]]:
@@ -116,11 +128,10 @@ def metadata(version: str) -> tuple[bytes, str]:
     return body, f"pgautodumper-{version}.dist-info/METADATA"
 
 
-def build(arch: str, python_version: str) -> Path:
+def build(arch: str, python_version: str, destination: Path = ARTIFACT) -> Path:
     deps = BUILD / f"deps-{arch}-{python_version}"
     shutil.rmtree(deps, ignore_errors=True)
     install(deps, arch, python_version)
-    removed = remove_runtime_provided(deps)
     shutil.rmtree(deps / "bin", ignore_errors=True)  # console scripts: nothing runs them
     version = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
     entries: list[tuple[Path | bytes, str]] = [
@@ -129,15 +140,33 @@ def build(arch: str, python_version: str) -> Path:
         *_files(REPO / "lambdas", REPO),
         metadata(version),
     ]
-    write_zip(entries, ARTIFACT)
-    unpacked = sum(info.file_size for info in zipfile.ZipFile(ARTIFACT).infolist())
-    print(f"left out (in the runtime): {', '.join(removed) or 'nothing'}")
+    write_zip(entries, destination)
+    check_size(destination)
+    unpacked = sum(info.file_size for info in zipfile.ZipFile(destination).infolist())
+    botocore = ".".join(map(str, installed_version(deps, "botocore") or ()))
+    print(f"AWS SDK shipped: botocore {botocore} (pinned by {CONSTRAINTS.relative_to(REPO)})")
     print(
-        f"{ARTIFACT.relative_to(REPO)}: {ARTIFACT.stat().st_size / 2**20:.1f} MiB zipped, "
+        f"{destination}: {destination.stat().st_size / 2**20:.1f} MiB zipped, "
         f"{unpacked / 2**20:.1f} MiB unzipped ({arch}, Python {python_version}); "
         f"handlers: {', '.join(f'lambdas.{h}.handler' for h in HANDLERS)}"
     )
-    return ARTIFACT
+    return destination
+
+
+# Lambda quotas: a zip uploaded directly (Terraform's filename) is at most 50 MB,
+# and the unzipped function at most 250 MB:
+# https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html
+MAX_ZIPPED_BYTES = 50 * 1000 * 1000
+MAX_UNZIPPED_BYTES = 250 * 1000 * 1000
+
+
+def check_size(artifact: Path) -> None:
+    unpacked = sum(info.file_size for info in zipfile.ZipFile(artifact).infolist())
+    if artifact.stat().st_size > MAX_ZIPPED_BYTES or unpacked > MAX_UNZIPPED_BYTES:
+        raise SystemExit(
+            f"package_lambdas: {artifact} is {artifact.stat().st_size} bytes zipped and "
+            f"{unpacked} unzipped; Lambda takes at most 50 MB zipped and 250 MB unzipped"
+        )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -146,8 +175,9 @@ def main(argv: list[str] | None = None) -> None:
         "--arch", choices=sorted(PLATFORMS), default=os.environ.get("LAMBDA_ARCH", "x86_64")
     )
     parser.add_argument("--python-version", default=os.environ.get("LAMBDA_PYTHON_VERSION", "3.12"))
+    parser.add_argument("--output", type=Path, default=ARTIFACT, help="where to write the zip")
     args = parser.parse_args(argv)
-    build(args.arch, args.python_version)
+    build(args.arch, args.python_version, args.output)
 
 
 if __name__ == "__main__":

@@ -42,6 +42,9 @@ locals {
   # cannot silently run as root.
   task_user = "10001:10001"
 
+  # A task's log stream is <prefix>/<container name>/<task id> (the awslogs driver).
+  task_log_stream_prefix = "task"
+
   # The verify step runs a throwaway PostgreSQL: its data directory, HOME and
   # TMPDIR live on this volume. The backup step streams and needs none.
   scratch_volume = "scratch"
@@ -55,7 +58,8 @@ locals {
     readonlyRootFilesystem = true
     privileged             = false
     # Fargate needs only task-level memory; moto's ECS backend rejects a
-    # Fargate container without its own, so it is set here too.
+    # Fargate container without its own, so it is set here too (the state
+    # machine overrides both with the request's task.memory).
     memory = var.task_defaults.memory
     linuxParameters = {
       initProcessEnabled = true
@@ -67,7 +71,7 @@ locals {
       options = {
         awslogs-group         = aws_cloudwatch_log_group.task.name
         awslogs-region        = local.region
-        awslogs-stream-prefix = "task"
+        awslogs-stream-prefix = local.task_log_stream_prefix
       }
     }
   }

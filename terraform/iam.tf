@@ -8,8 +8,29 @@
 locals {
   database_names = sort(keys(var.databases))
 
-  lock_arns  = [for name in local.database_names : "${local.bucket_arn}/${local.key_prefix}${name}/.lock"]
-  probe_arns = [for name in local.database_names : "${local.bucket_arn}/${local.key_prefix}${name}/.preflight-*"]
+  # One pattern per bucket, not one ARN per database: the policies stay the same
+  # size whatever the number of databases (IAM counts every character of a role's
+  # inline policies against 10,240). "*" stays inside the prefix and matches only
+  # keys named .lock or .preflight-*.
+  lock_arns  = [for arn in local.bucket_arns : "${arn}/${local.key_prefix}*/.lock"]
+  probe_arns = [for arn in local.bucket_arns : "${arn}/${local.key_prefix}*/.preflight-*"]
+
+  # The database secrets, in managed policies of at most secret_arns_per_policy
+  # databases each (a managed policy holds 6,144 characters; variables.tf bounds a
+  # secret ARN's length so that 20 always fit): the inline policies stay small
+  # whatever the number of databases. Chunked by database name, which is known at
+  # plan time even when the ARNs are not.
+  secret_arns_per_policy = 20
+  secret_policy_chunks = [
+    for names in chunklist(local.database_names, local.secret_arns_per_policy) :
+    distinct([for name in names : var.databases[name].secret_arn])
+  ]
+  # The roles that read the database secrets themselves.
+  secret_reader_roles = {
+    lookup_secret = aws_iam_role.lambda["lookup_secret"].name
+    preflight     = aws_iam_role.lambda["preflight"].name
+    task          = aws_iam_role.task.name
+  }
 
   # IAM actions per service, kept as data.
   actions = {
@@ -19,11 +40,9 @@ locals {
     xray            = ["xray:PutTraceSegments", "xray:PutTelemetryRecords"]
     write_logs      = ["logs:CreateLogStream", "logs:PutLogEvents"]
     multipart_write = ["s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"]
-    prune_objects = [
-      "s3:GetObject", "s3:GetObjectVersion", "s3:DeleteObject", "s3:DeleteObjectVersion",
-      "s3:GetObjectRetention", "s3:GetObjectLegalHold",
-    ]
-    prune_list = ["s3:ListBucket", "s3:ListBucketVersions"]
+    prune_read      = ["s3:GetObject", "s3:GetObjectVersion", "s3:GetObjectRetention", "s3:GetObjectLegalHold"]
+    prune_delete    = ["s3:DeleteObject", "s3:DeleteObjectVersion"]
+    prune_list      = ["s3:ListBucket", "s3:ListBucketVersions"]
     # Lambda creates and removes the preflight function's ENIs with its role.
     eni_describe = ["ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets"]
     eni_manage   = ["ec2:DeleteNetworkInterface", "ec2:AssignPrivateIpAddresses", "ec2:UnassignPrivateIpAddresses"]
@@ -58,6 +77,7 @@ data "aws_iam_policy_document" "assume" {
     ecs_tasks = "ecs-tasks.${local.dns_suffix}"
     states    = "states.${local.dns_suffix}"
     scheduler = "scheduler.${local.dns_suffix}"
+    s3        = "s3.${local.dns_suffix}"
   }
 
   statement {
@@ -85,7 +105,7 @@ data "aws_iam_policy_document" "lambda_common" {
   statement {
     sid       = "WriteOwnLogs"
     actions   = local.actions.write_logs
-    resources = ["${aws_cloudwatch_log_group.lambda[each.key].arn}:*"]
+    resources = ["${local.log_group_arn_prefix}${local.lambda_log_group_names[each.key]}:*"]
   }
 
   statement {
@@ -95,13 +115,9 @@ data "aws_iam_policy_document" "lambda_common" {
   }
 }
 
+# The secrets themselves are read through the managed policies below (read_secrets),
+# attached to every secret reader; this document holds what does not grow with them.
 data "aws_iam_policy_document" "lookup_secret" {
-  statement {
-    sid       = "ReadDatabaseSecrets"
-    actions   = local.actions.read_secret
-    resources = local.secret_arns
-  }
-
   dynamic "statement" {
     for_each = length(var.secret_kms_key_arns) > 0 ? [1] : []
     content {
@@ -117,6 +133,35 @@ data "aws_iam_policy_document" "lookup_secret" {
   }
 }
 
+data "aws_iam_policy_document" "read_secrets" {
+  count = length(local.secret_policy_chunks)
+
+  statement {
+    sid       = "ReadDatabaseSecrets"
+    actions   = local.actions.read_secret
+    resources = local.secret_policy_chunks[count.index]
+  }
+}
+
+resource "aws_iam_policy" "read_secrets" {
+  count = length(local.secret_policy_chunks)
+
+  name_prefix = "${var.name_prefix}-secrets-${count.index}-"
+  description = "pgautodumper: read the database secrets (part ${count.index + 1} of ${length(local.secret_policy_chunks)})"
+  policy      = data.aws_iam_policy_document.read_secrets[count.index].json
+  tags        = local.tags
+}
+
+resource "aws_iam_role_policy_attachment" "read_secrets" {
+  for_each = {
+    for pair in setproduct(keys(local.secret_reader_roles), range(length(local.secret_policy_chunks))) :
+    "${pair[0]}-${pair[1]}" => { role = local.secret_reader_roles[pair[0]], chunk = pair[1] }
+  }
+
+  role       = each.value.role
+  policy_arn = aws_iam_policy.read_secrets[each.value.chunk].arn
+}
+
 data "aws_iam_policy_document" "preflight" {
   source_policy_documents = [data.aws_iam_policy_document.lookup_secret.json]
 
@@ -126,10 +171,12 @@ data "aws_iam_policy_document" "preflight" {
     resources = concat(local.lock_arns, local.probe_arns)
   }
 
+  # The lock may be absent: without ListBucket S3 answers 403, not 404, for a missing key
+  # (https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html, "Permissions").
   statement {
     sid       = "ListBackups"
     actions   = ["s3:ListBucket"]
-    resources = [local.bucket_arn]
+    resources = local.bucket_arns
     condition {
       test     = "StringLike"
       variable = "s3:prefix"
@@ -140,7 +187,7 @@ data "aws_iam_policy_document" "preflight" {
   statement {
     sid       = "BucketKey"
     actions   = local.actions.bucket_key_rw
-    resources = [local.kms_key_arn]
+    resources = local.bucket_key_arns
   }
 
   # A lock whose execution has ended may be taken over.
@@ -184,17 +231,18 @@ data "aws_iam_policy_document" "preflight" {
   }
 }
 
+# Record reads the manifest; RecordVerify (below) the verdict, which may be absent.
 data "aws_iam_policy_document" "record" {
   statement {
     sid       = "ReadManifests"
     actions   = ["s3:GetObject"]
-    resources = [local.backups_arn]
+    resources = local.backups_arns
   }
 
   statement {
     sid       = "ListBackups"
     actions   = ["s3:ListBucket"]
-    resources = [local.bucket_arn]
+    resources = local.bucket_arns
     condition {
       test     = "StringLike"
       variable = "s3:prefix"
@@ -205,7 +253,29 @@ data "aws_iam_policy_document" "record" {
   statement {
     sid       = "BucketKey"
     actions   = local.actions.bucket_key_read
-    resources = [local.kms_key_arn]
+    resources = local.bucket_key_arns
+  }
+}
+
+# RecordVerify reads the verdict the verify task wrote.
+data "aws_iam_policy_document" "record_verify" {
+  source_policy_documents = [data.aws_iam_policy_document.record.json]
+}
+
+# ExplainDumpFailure / ExplainVerifyFailure read a task's outcome document (which may be
+# absent: ListBucket makes S3 answer 404, not 403) and find a timed-out run's task.
+data "aws_iam_policy_document" "task_failure" {
+  source_policy_documents = [data.aws_iam_policy_document.record.json]
+
+  statement {
+    sid       = "FindTasksOfRun"
+    actions   = ["ecs:ListTasks"]
+    resources = ["*"]
+    condition {
+      test     = "ArnEquals"
+      variable = "ecs:cluster"
+      values   = [local.cluster_arn]
+    }
   }
 }
 
@@ -213,7 +283,7 @@ data "aws_iam_policy_document" "prune" {
   statement {
     sid       = "ListBackups"
     actions   = local.actions.prune_list
-    resources = [local.bucket_arn]
+    resources = local.bucket_arns
     condition {
       test     = "StringLike"
       variable = "s3:prefix"
@@ -222,15 +292,22 @@ data "aws_iam_policy_document" "prune" {
   }
 
   statement {
+    sid       = "ReadBackups"
+    actions   = local.actions.prune_read
+    resources = local.backups_arns
+  }
+
+  # Deletes only in the module's own bucket, never in the vault.
+  statement {
     sid       = "DeleteExpiredBackups"
-    actions   = local.actions.prune_objects
+    actions   = local.actions.prune_delete
     resources = [local.backups_arn]
   }
 
   statement {
     sid       = "BucketKey"
     actions   = local.actions.bucket_key_read
-    resources = [local.kms_key_arn]
+    resources = local.bucket_key_arns
   }
 
   # Retention must never shorten Object Lock, whatever else grants it.
@@ -238,7 +315,7 @@ data "aws_iam_policy_document" "prune" {
     sid       = "NeverBypassObjectLock"
     effect    = "Deny"
     actions   = ["s3:BypassGovernanceRetention", "s3:PutObjectRetention", "s3:PutObjectLegalHold"]
-    resources = [local.bucket_arn, "${local.bucket_arn}/*"]
+    resources = flatten([for arn in local.bucket_arns : [arn, "${arn}/*"]])
   }
 }
 
@@ -249,10 +326,22 @@ data "aws_iam_policy_document" "release_lock" {
     resources = local.lock_arns
   }
 
+  # The lock may already be gone: ListBucket makes S3 answer 404, not 403.
+  statement {
+    sid       = "ListBackups"
+    actions   = ["s3:ListBucket"]
+    resources = local.bucket_arns
+    condition {
+      test     = "StringLike"
+      variable = "s3:prefix"
+      values   = local.list_prefixes
+    }
+  }
+
   statement {
     sid       = "BucketKey"
     actions   = local.actions.bucket_key_read
-    resources = [local.kms_key_arn]
+    resources = local.bucket_key_arns
   }
 }
 
@@ -260,7 +349,7 @@ data "aws_iam_policy_document" "notify" {
   statement {
     sid       = "PublishAlerts"
     actions   = ["sns:Publish"]
-    resources = [aws_sns_topic.alerts.arn]
+    resources = [local.alerts_topic_arn]
   }
 
   statement {
@@ -277,6 +366,22 @@ data "aws_iam_policy_document" "notify" {
       resources = [statement.value]
     }
   }
+
+  # A webhook secret under a customer-managed key: decrypt through Secrets Manager only,
+  # as for the database secrets (https://docs.aws.amazon.com/kms/latest/developerguide/conditions-kms.html#conditions-kms-via-service).
+  dynamic "statement" {
+    for_each = var.slack_webhook_secret_arn != null && var.slack_webhook_kms_key_arn != null ? [var.slack_webhook_kms_key_arn] : []
+    content {
+      sid       = "DecryptSlackWebhook"
+      actions   = ["kms:Decrypt"]
+      resources = [statement.value]
+      condition {
+        test     = "StringEquals"
+        variable = "kms:ViaService"
+        values   = ["secretsmanager.${local.region}.${local.dns_suffix}"]
+      }
+    }
+  }
 }
 
 locals {
@@ -284,6 +389,8 @@ locals {
     lookup_secret = data.aws_iam_policy_document.lookup_secret.json
     preflight     = data.aws_iam_policy_document.preflight.json
     record        = data.aws_iam_policy_document.record.json
+    record_verify = data.aws_iam_policy_document.record_verify.json
+    task_failure  = data.aws_iam_policy_document.task_failure.json
     prune         = data.aws_iam_policy_document.prune.json
     release_lock  = data.aws_iam_policy_document.release_lock.json
     notify        = data.aws_iam_policy_document.notify.json
@@ -327,20 +434,21 @@ data "aws_iam_policy_document" "task" {
   statement {
     sid       = "UploadBackups"
     actions   = local.actions.multipart_write
-    resources = [local.backups_arn]
+    resources = local.backups_arns
   }
 
   # verify streams the dump back and writes its verdict next to it.
   statement {
     sid       = "ReadBackups"
     actions   = ["s3:GetObject"]
-    resources = [local.backups_arn]
+    resources = local.backups_arns
   }
 
+  # A key the task reads may be absent: ListBucket makes S3 answer 404, not 403.
   statement {
     sid       = "ListBackups"
     actions   = ["s3:ListBucket"]
-    resources = [local.bucket_arn]
+    resources = local.bucket_arns
     condition {
       test     = "StringLike"
       variable = "s3:prefix"
@@ -351,12 +459,12 @@ data "aws_iam_policy_document" "task" {
   statement {
     sid       = "BucketKey"
     actions   = local.actions.bucket_key_rw
-    resources = [local.kms_key_arn]
+    resources = local.bucket_key_arns
   }
 }
 
 resource "aws_iam_role" "task" {
-  name_prefix        = "${var.name_prefix}-task-"
+  name_prefix        = substr("${var.name_prefix}-task-", 0, 38)
   description        = "pgautodumper dump/verify task"
   assume_role_policy = data.aws_iam_policy_document.assume["ecs_tasks"].json
   tags               = local.tags
@@ -372,7 +480,7 @@ data "aws_iam_policy_document" "task_execution" {
   statement {
     sid       = "WriteTaskLogs"
     actions   = local.actions.write_logs
-    resources = ["${aws_cloudwatch_log_group.task.arn}:*"]
+    resources = ["${local.log_group_arn_prefix}${local.task_log_group_name}:*"]
   }
 
   dynamic "statement" {
@@ -395,7 +503,7 @@ data "aws_iam_policy_document" "task_execution" {
 }
 
 resource "aws_iam_role" "task_execution" {
-  name_prefix        = "${var.name_prefix}-exec-"
+  name_prefix        = substr("${var.name_prefix}-exec-", 0, 38)
   description        = "pgautodumper: ECS pulls the image and ships logs"
   assume_role_policy = data.aws_iam_policy_document.assume["ecs_tasks"].json
   tags               = local.tags
@@ -425,7 +533,7 @@ data "aws_iam_policy_document" "state_machine" {
     condition {
       test     = "ArnEquals"
       variable = "ecs:cluster"
-      values   = [aws_ecs_cluster.this.arn]
+      values   = [local.cluster_arn]
     }
   }
 
@@ -478,7 +586,7 @@ data "aws_iam_policy_document" "state_machine" {
 }
 
 resource "aws_iam_role" "state_machine" {
-  name_prefix        = "${var.name_prefix}-sfn-"
+  name_prefix        = substr("${var.name_prefix}-sfn-", 0, 38)
   description        = "pgautodumper backup state machine"
   assume_role_policy = data.aws_iam_policy_document.assume["states"].json
   tags               = local.tags
@@ -515,7 +623,7 @@ data "aws_iam_policy_document" "scheduler" {
   statement {
     sid       = "DeadLetter"
     actions   = ["sqs:SendMessage"]
-    resources = [aws_sqs_queue.scheduler_dlq.arn]
+    resources = [local.scheduler_dlq_arn]
   }
 
   # Schedules (their input) and the dead-letter queue are encrypted with the key.
@@ -527,7 +635,7 @@ data "aws_iam_policy_document" "scheduler" {
 }
 
 resource "aws_iam_role" "scheduler" {
-  name_prefix        = "${var.name_prefix}-sched-"
+  name_prefix        = substr("${var.name_prefix}-sched-", 0, 38)
   description        = "pgautodumper: schedules start backup executions"
   assume_role_policy = data.aws_iam_policy_document.assume["scheduler"].json
   tags               = local.tags

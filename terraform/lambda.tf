@@ -1,5 +1,5 @@
 ################################################################################
-# Six functions from one artifact (`make package`). Handlers are thin glue in
+# Eight functions from one artifact (`make package`). Handlers are thin glue in
 # lambdas/<name>.py; only preflight reaches the databases, so only it is in the VPC.
 ################################################################################
 
@@ -10,6 +10,8 @@ locals {
     lookup_secret = { timeout = 30, memory_size = 256, in_vpc = false }
     preflight     = { timeout = 120, memory_size = 512, in_vpc = true }
     record        = { timeout = 60, memory_size = 256, in_vpc = false }
+    record_verify = { timeout = 60, memory_size = 256, in_vpc = false }
+    task_failure  = { timeout = 60, memory_size = 256, in_vpc = false }
     prune         = { timeout = 300, memory_size = 512, in_vpc = false }
     release_lock  = { timeout = 30, memory_size = 256, in_vpc = false }
     notify        = { timeout = 60, memory_size = 256, in_vpc = false }
@@ -27,6 +29,13 @@ locals {
     preflight     = local.lambda_common_environment
     record = merge(local.lambda_common_environment, {
       PGAUTODUMPER_SIZE_ANOMALY_FRACTION = tostring(var.size_anomaly_fraction)
+    })
+    record_verify = local.lambda_common_environment
+    # Where the tasks log (ecs.tf): the failure report links the task's own log stream.
+    task_failure = merge(local.lambda_common_environment, {
+      PGAUTODUMPER_TASK_LOG_GROUP         = aws_cloudwatch_log_group.task.name
+      PGAUTODUMPER_TASK_LOG_STREAM_PREFIX = "${local.task_log_stream_prefix}/${local.container_name}"
+      PGAUTODUMPER_CLUSTER_ARN            = aws_ecs_cluster.this.arn
     })
     prune        = local.lambda_common_environment
     release_lock = local.lambda_common_environment
@@ -49,16 +58,17 @@ resource "aws_lambda_function" "this" {
   #checkov:skip=CKV_AWS_117:These functions call only AWS APIs (Secrets Manager, S3, SNS); only preflight talks to databases and it runs in the VPC.
   #checkov:skip=CKV_AWS_116:Invoked synchronously by Step Functions, whose Retry/Catch handle every failure; a DLQ applies to async invokes only.
   #checkov:skip=CKV_AWS_272:The artifact is built by `make package` and deployed by Terraform from the same checkout; there is no signing profile to trust.
-  function_name                  = local.function_names[each.key]
-  description                    = "pgautodumper ${each.key}"
-  role                           = aws_iam_role.lambda[each.key].arn
-  handler                        = "lambdas.${each.key}.handler"
-  runtime                        = var.lambda_runtime
-  architectures                  = [var.lambda_architecture]
-  filename                       = local.lambda_zip_path
-  source_code_hash               = filebase64sha256(local.lambda_zip_path)
-  timeout                        = each.value.timeout
-  memory_size                    = each.value.memory_size
+  function_name    = local.function_names[each.key]
+  description      = "pgautodumper ${each.key}"
+  role             = aws_iam_role.lambda[each.key].arn
+  handler          = "lambdas.${each.key}.handler"
+  runtime          = var.lambda_runtime
+  architectures    = [var.lambda_architecture]
+  filename         = local.lambda_zip_path
+  source_code_hash = filebase64sha256(local.lambda_zip_path)
+  timeout          = each.value.timeout
+  memory_size      = each.value.memory_size
+  # null (the default) leaves the function in the unreserved pool.
   reserved_concurrent_executions = var.lambda_reserved_concurrency
   kms_key_arn                    = local.kms_key_arn
 

@@ -4,7 +4,7 @@
 ################################################################################
 
 resource "aws_cloudwatch_log_group" "task" {
-  name              = "/aws/ecs/${var.name_prefix}"
+  name              = local.task_log_group_name
   retention_in_days = var.log_retention_days
   kms_key_id        = local.kms_key_arn
   tags              = local.tags
@@ -20,7 +20,7 @@ resource "aws_cloudwatch_log_group" "state_machine" {
 resource "aws_cloudwatch_log_group" "lambda" {
   for_each = local.functions
 
-  name              = "/aws/lambda/${var.name_prefix}-${replace(each.key, "_", "-")}"
+  name              = local.lambda_log_group_names[each.key]
   retention_in_days = var.log_retention_days
   kms_key_id        = local.kms_key_arn
   tags              = local.tags

@@ -19,14 +19,32 @@ locals {
   state_machine_arn  = "arn:${local.partition}:states:${local.region}:${local.account_id}:stateMachine:${local.state_machine_name}"
   execution_arns     = "arn:${local.partition}:states:${local.region}:${local.account_id}:execution:${local.state_machine_name}:*"
   cluster_name       = var.name_prefix
+  cluster_arn        = "arn:${local.partition}:ecs:${local.region}:${local.account_id}:cluster/${local.cluster_name}"
+  alerts_topic_name  = "${var.name_prefix}-alerts"
+  alerts_topic_arn   = "arn:${local.partition}:sns:${local.region}:${local.account_id}:${local.alerts_topic_name}"
+  scheduler_dlq_name = "${var.name_prefix}-scheduler-dlq"
+  scheduler_dlq_arn  = "arn:${local.partition}:sqs:${local.region}:${local.account_id}:${local.scheduler_dlq_name}"
+
+  # Log groups (logs.tf), by name: policies name them without waiting for them.
+  log_group_arn_prefix   = "arn:${local.partition}:logs:${local.region}:${local.account_id}:log-group:"
+  task_log_group_name    = "/aws/ecs/${var.name_prefix}"
+  lambda_log_group_names = { for name, _ in local.functions : name => "/aws/lambda/${local.function_names[name]}" }
 
   kms_key_arn = var.create_kms_key ? aws_kms_key.this[0].arn : var.kms_key_arn
 
-  bucket_name     = var.create_bucket ? aws_s3_bucket.this[0].id : var.bucket_name
+  # A given bucket name is known at plan time; only a generated one waits for the bucket.
+  bucket_name     = var.bucket_name != null ? var.bucket_name : aws_s3_bucket.this[0].id
   bucket_arn      = "arn:${local.partition}:s3:::${local.bucket_name}"
   key_prefix      = var.bucket_prefix == "" ? "" : "${var.bucket_prefix}/"
   backups_arn     = "${local.bucket_arn}/${local.key_prefix}*"
   security_groups = var.create_security_group ? concat([aws_security_group.this[0].id], var.security_group_ids) : var.security_group_ids
+
+  # The buckets the workflow's roles may use: the module's own and, with a vault verify
+  # schedule, the vault (vault.tf). Same key layout, same prefix.
+  vault_verify    = var.vault != null && try(var.vault.verify_schedule, null) != null
+  bucket_arns     = concat([local.bucket_arn], local.vault_verify ? [var.vault.bucket_arn] : [])
+  backups_arns    = [for arn in local.bucket_arns : "${arn}/${local.key_prefix}*"]
+  bucket_key_arns = concat([local.kms_key_arn], local.vault_verify ? [var.vault.kms_key_arn] : [])
 
   secret_arns = distinct([for db in values(var.databases) : db.secret_arn])
 
@@ -42,18 +60,45 @@ locals {
       notify_on_success = db.notify_on_success
       sslmode           = db.sslmode
       task              = db.task
+      jobs              = db.jobs
+      # One name everywhere: the request field, the task input and the CLI's --lock-wait-timeout.
+      lock_wait_timeout_seconds = db.lock_wait_timeout_seconds
     }
   }
   verify_requests = {
     for name, request in local.backup_requests : name => merge(request, { verify = true })
     if var.databases[name].enable_verify
   }
+  # The vault verify run (vault.verify_schedule): a backup written straight into the vault
+  # bucket and restored from it, so the vault's grants and key are proven end to end.
+  # Its retention keeps everything: the primary account never deletes in the vault (Object
+  # Lock and the vault's lifecycle decide), so prune there only reads.
+  vault_verify_requests = local.vault_verify ? {
+    for name, request in local.backup_requests : name => merge(request, {
+      bucket = split(":::", var.vault.bucket_arn)[1]
+      verify = true
+      retention = {
+        keep_last              = 1000000, keep_daily = 0, keep_weekly = 0, keep_monthly = 0, keep_yearly = 0
+        incomplete_grace_hours = 876000
+      }
+    })
+  } : {}
 }
 
 check "bring_your_own_inputs" {
   assert {
     condition     = var.create_kms_key || var.kms_key_arn != null
     error_message = "kms_key_arn is required when create_kms_key is false."
+  }
+  assert {
+    condition     = var.vault == null || var.create_bucket
+    error_message = "vault replicates the bucket the module creates; with create_bucket = false configure replication on your own bucket."
+  }
+  assert {
+    # IAM attaches at most 10 managed policies to a role by default (20 on request):
+    # https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_iam-quotas.html
+    condition     = length(local.secret_policy_chunks) <= 10
+    error_message = "More than 200 databases need more than 10 secret policies per role: raise the IAM quota 'Managed policies per role' (up to 20) first."
   }
   assert {
     condition     = var.create_bucket || !var.enable_object_lock

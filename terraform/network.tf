@@ -4,6 +4,7 @@
 ################################################################################
 
 resource "aws_security_group" "this" {
+  #checkov:skip=CKV2_AWS_5:Attached to the preflight Lambda (vpc_config) and to every task through the state machine's RunTask network configuration, which checkov cannot follow.
   count = var.create_security_group ? 1 : 0
 
   name_prefix = "${var.name_prefix}-"

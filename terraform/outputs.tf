@@ -54,7 +54,7 @@ output "task_definition_arns" {
 }
 
 output "function_arns" {
-  description = "The six Lambda functions, by handler name."
+  description = "The eight Lambda functions, by handler name."
   value       = local.function_arns
 }
 
@@ -76,4 +76,17 @@ output "security_group_id" {
 output "task_role_arn" {
   description = "Role of the dump/verify task (grant it network access to the databases, nothing else)."
   value       = aws_iam_role.task.arn
+}
+
+output "vault_replication_role_arn" {
+  description = "Role S3 Replication uses to copy backups to the vault (created only when vault is set; named from name_prefix, so known before it exists: pass it to modules/vault's replication_role_arn)."
+  value       = local.vault_replication_role_arn
+}
+
+output "workflow_role_arns" {
+  description = "The roles of the task and of the functions that touch the bucket: pass them to modules/vault's verify_role_arns when vault.verify_schedule is set."
+  value = concat(
+    [aws_iam_role.task.arn],
+    [for name in ["preflight", "record", "record_verify", "task_failure", "prune", "release_lock"] : aws_iam_role.lambda[name].arn],
+  )
 }

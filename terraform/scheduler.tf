@@ -4,7 +4,7 @@
 ################################################################################
 
 resource "aws_sqs_queue" "scheduler_dlq" {
-  name                      = "${var.name_prefix}-scheduler-dlq"
+  name                      = local.scheduler_dlq_name
   kms_master_key_id         = local.kms_key_arn
   message_retention_seconds = 1209600
   tags                      = local.tags
@@ -54,6 +54,13 @@ locals {
         request    = request
       }
     },
+    {
+      for name, request in local.vault_verify_requests : "${name}-vault" => {
+        database   = name
+        expression = var.vault.verify_schedule
+        request    = request
+      }
+    },
   )
 }
 
@@ -62,7 +69,7 @@ resource "aws_scheduler_schedule" "this" {
 
   name        = each.key
   group_name  = aws_scheduler_schedule_group.this.name
-  description = "pgautodumper: ${endswith(each.key, "-verify") ? "backup and verify" : "backup"} of ${each.value.database}"
+  description = "pgautodumper: ${endswith(each.key, "-vault") ? "backup into and verify from the vault" : endswith(each.key, "-verify") ? "backup and verify" : "backup"} of ${each.value.database}"
   state       = var.databases[each.value.database].schedule_is_enabled ? "ENABLED" : "DISABLED"
   kms_key_arn = local.kms_key_arn
 

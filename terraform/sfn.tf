@@ -17,6 +17,8 @@ resource "aws_sfn_state_machine" "this" {
     lookup_secret_function_arn = local.function_arns["lookup_secret"]
     preflight_function_arn     = local.function_arns["preflight"]
     record_function_arn        = local.function_arns["record"]
+    record_verify_function_arn = local.function_arns["record_verify"]
+    task_failure_function_arn  = local.function_arns["task_failure"]
     prune_function_arn         = local.function_arns["prune"]
     release_lock_function_arn  = local.function_arns["release_lock"]
     notify_function_arn        = local.function_arns["notify"]

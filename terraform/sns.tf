@@ -3,7 +3,7 @@
 ################################################################################
 
 resource "aws_sns_topic" "alerts" {
-  name              = "${var.name_prefix}-alerts"
+  name              = local.alerts_topic_name
   kms_master_key_id = local.kms_key_arn
   tags              = local.tags
 }

@@ -52,6 +52,8 @@ variable "databases" {
       memory          = optional(number, 2048)
       timeout_seconds = optional(number, 21600)
     }), {})
+    jobs                      = optional(number)
+    lock_wait_timeout_seconds = optional(number, 300)
   }))
 
   validation {
@@ -63,6 +65,33 @@ variable "databases" {
     # Mirrors pgautodumper.layout.check_name: the name is an S3 key segment.
     condition     = alltrue([for name in keys(var.databases) : can(regex("^[a-z0-9][a-z0-9._-]{0,62}$", name))])
     error_message = "Each database key (the backup name) must be 1-63 characters of lower-case letters, digits, '.', '_' or '-', starting with a letter or digit."
+  }
+
+  # Every name built from a database key, against its service's limit. The longest:
+  #  - schedules "<key>-backup", "<key>-verify", "<key>-vault" (scheduler.tf): EventBridge
+  #    Scheduler names are 1-64 characters [0-9a-zA-Z-_.]
+  #    (https://docs.aws.amazon.com/scheduler/latest/APIReference/API_CreateSchedule.html);
+  #  - the alarm "<name_prefix>-<key>-no-successful-backup" (alarms.tf): CloudWatch alarm
+  #    names are 1-255 characters
+  #    (https://docs.aws.amazon.com/AmazonCloudWatch/latest/APIReference/API_PutMetricAlarm.html),
+  #    counted with the longest name_prefix (32);
+  #  - the metric dimension Name = <key> (1-1024 characters) and the S3 key segment.
+  # No log group or stream, IAM role or policy name contains a key (tests/terraform
+  # checks every name of a plan with the longest key and prefix).
+  validation {
+    condition     = alltrue([for name in keys(var.databases) : length("${name}-verify") <= 64])
+    error_message = "A database key may be at most 57 characters: its schedule \"<key>-verify\" must fit EventBridge Scheduler's 64-character limit on schedule names."
+  }
+
+  validation {
+    condition     = alltrue([for name in keys(var.databases) : 32 + length("-${name}-no-successful-backup") <= 255])
+    error_message = "A database key is too long for its CloudWatch alarm name (255 characters)."
+  }
+
+  validation {
+    # A managed policy holds 20 secret ARNs within IAM's 6,144 characters (iam.tf).
+    condition     = alltrue([for db in values(var.databases) : length(db.secret_arn) <= 280])
+    error_message = "Each secret_arn must be at most 280 characters (IAM managed-policy size; shorten the secret's name)."
   }
 
   validation {
@@ -107,6 +136,11 @@ variable "databases" {
       )
     ])
     error_message = "task cpu/memory must be a valid Fargate combination (e.g. 1024 CPU with 2048-8192 MiB in 1024 steps)."
+  }
+
+  validation {
+    condition     = alltrue([for db in values(var.databases) : db.lock_wait_timeout_seconds >= 1 && db.lock_wait_timeout_seconds <= 86400 && (db.jobs == null ? true : db.jobs >= 1 && db.jobs <= 64)])
+    error_message = "lock_wait_timeout_seconds must be between 1 and 86400, and jobs (when set) between 1 and 64."
   }
 
   validation {
@@ -386,24 +420,27 @@ variable "lambda_architecture" {
 }
 
 variable "lambda_reserved_concurrency" {
-  description = "Reserved concurrency of each function: caps how many executions run at once and protects them from account-wide throttling."
+  description = "Reserved concurrency of each of the eight functions; null reserves nothing (they share the account's unreserved pool). Lambda keeps at least 100 of the account's concurrency unreserved, so reserving 8 x N fails on an account whose quota is below 100 + 8 x N."
   type        = number
-  default     = 10
+  default     = null
 
   validation {
-    condition     = var.lambda_reserved_concurrency >= 1
-    error_message = "lambda_reserved_concurrency must be at least 1."
+    # https://docs.aws.amazon.com/lambda/latest/dg/configuration-concurrency.html: "You can
+    # reserve up to the Unreserved account concurrency value minus 100".
+    condition     = var.lambda_reserved_concurrency == null ? true : var.lambda_reserved_concurrency >= 1
+    error_message = "lambda_reserved_concurrency must be null (reserve nothing) or at least 1."
   }
 }
 
 variable "size_anomaly_fraction" {
-  description = "Record flags a backup whose size differs from the previous one by more than this fraction."
+  description = "Record flags a backup whose stored size is below this fraction of the previous complete backup's (0.5: less than half). The run then succeeds with a warning; 0 turns the check off."
   type        = number
   default     = 0.5
 
   validation {
-    condition     = var.size_anomaly_fraction > 0 && var.size_anomaly_fraction <= 10
-    error_message = "size_anomaly_fraction must be greater than 0 (0.5 = 50%)."
+    # pgautodumper.record.anomaly_fraction accepts the same range.
+    condition     = var.size_anomaly_fraction >= 0 && var.size_anomaly_fraction <= 1
+    error_message = "size_anomaly_fraction must be between 0 and 1 (0.5 flags a backup less than half the size of the previous one)."
   }
 }
 
@@ -463,6 +500,17 @@ variable "alarm_email_addresses" {
   }
 }
 
+variable "slack_webhook_kms_key_arn" {
+  description = "Customer-managed KMS key that encrypts the Slack webhook secret (null when it uses the AWS-managed aws/secretsmanager key). Notify is granted kms:Decrypt on it via Secrets Manager only."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.slack_webhook_kms_key_arn == null ? true : can(regex("^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/.+$", var.slack_webhook_kms_key_arn))
+    error_message = "slack_webhook_kms_key_arn must be a KMS key ARN (arn:aws:kms:REGION:ACCOUNT:key/ID)."
+  }
+}
+
 variable "slack_webhook_secret_arn" {
   description = "Secrets Manager secret holding a Slack incoming-webhook URL; null disables Slack notifications."
   type        = string
@@ -471,5 +519,54 @@ variable "slack_webhook_secret_arn" {
   validation {
     condition     = var.slack_webhook_secret_arn == null ? true : can(regex("^arn:aws[a-z-]*:secretsmanager:", var.slack_webhook_secret_arn))
     error_message = "slack_webhook_secret_arn must be a Secrets Manager secret ARN."
+  }
+}
+
+################################################################################
+# The vault: an off-site copy under Object Lock (modules/vault creates it)
+################################################################################
+
+variable "vault" {
+  description = <<-EOT
+    Replicate every backup object to a vault bucket in another AWS account (and optionally
+    another region) created by modules/vault: COMPLIANCE-mode Object Lock, its own KMS key,
+    delete markers not replicated, replica modification sync off. bucket_arn and
+    kms_key_arn are the vault module's outputs; account_id is the vault account.
+    replication_time_control turns on S3 RTC (15-minute SLA, extra cost per GB);
+    replication metrics are always on and two alarms watch them (failed operations, and
+    replication latency above alarm_latency_minutes). verify_schedule (a cron/rate
+    expression) adds, per database, a schedule "<key>-vault" whose run backs up into and
+    verifies from the vault bucket (see the README, "The vault"). null: no vault.
+  EOT
+  type = object({
+    bucket_arn               = string
+    kms_key_arn              = string
+    account_id               = string
+    storage_class            = optional(string, "STANDARD")
+    replication_time_control = optional(bool, false)
+    alarm_latency_minutes    = optional(number, 60)
+    verify_schedule          = optional(string)
+  })
+  default = null
+
+  validation {
+    condition     = var.vault == null ? true : can(regex("^arn:aws[a-z-]*:s3:::[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", var.vault.bucket_arn))
+    error_message = "vault.bucket_arn must be an S3 bucket ARN (arn:aws:s3:::NAME)."
+  }
+
+  validation {
+    condition     = var.vault == null ? true : can(regex("^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/.+$", var.vault.kms_key_arn)) && can(regex("^[0-9]{12}$", var.vault.account_id))
+    error_message = "vault.kms_key_arn must be a KMS key ARN and vault.account_id a 12-digit account id."
+  }
+
+  validation {
+    # Replicas in Glacier Flexible Retrieval / Deep Archive are not restorable by streaming.
+    condition     = var.vault == null ? true : contains(["STANDARD", "STANDARD_IA", "ONEZONE_IA", "INTELLIGENT_TIERING", "GLACIER_IR"], var.vault.storage_class)
+    error_message = "vault.storage_class must be an instantly readable class: STANDARD, STANDARD_IA, ONEZONE_IA, INTELLIGENT_TIERING or GLACIER_IR."
+  }
+
+  validation {
+    condition     = var.vault == null ? true : (var.vault.alarm_latency_minutes >= 15 && var.vault.alarm_latency_minutes <= 1440 && (var.vault.verify_schedule == null ? true : can(regex("^(cron|rate|at)\\(.+\\)$", var.vault.verify_schedule))))
+    error_message = "vault.alarm_latency_minutes must be between 15 and 1440, and vault.verify_schedule an EventBridge Scheduler expression."
   }
 }

@@ -19,7 +19,7 @@ import pytest
 
 from pgautodumper import aws
 from pgautodumper.local.moto_server import MotoServer
-from pgautodumper.local.postgres import ThrowawayPostgres
+from pgautodumper.scratch import ThrowawayPostgres
 
 REPO = Path(__file__).resolve().parent.parent
 BACKUP_ROLE = "pgad_backup"

@@ -1,7 +1,8 @@
 """A fault-injecting HTTP proxy in front of the moto server.
 
 Requests pass through unchanged until the rule says otherwise; then the proxy
-answers 500 itself, the way an S3 outage looks to a client.
+answers itself: 500 InternalError by default, the way an S3 outage looks to a
+client, or any other S3 error (403 AccessDenied: a role without the permission).
 """
 
 from __future__ import annotations
@@ -16,10 +17,16 @@ from urllib.parse import urlsplit
 
 Rule = Callable[[str, str], bool]  # (method, path with query) -> fail this request?
 
-_ERROR = (
-    b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>InternalError</Code>'
-    b"<Message>injected fault</Message></Error>"
-)
+def _error_body(code: str) -> bytes:
+    return (
+        f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{code}</Code>'
+        "<Message>injected fault</Message></Error>"
+    ).encode()
+
+
+def writes(method: str, path: str) -> bool:
+    """Every object write: PutObject and the multipart upload calls."""
+    return method in ("PUT", "POST") and path.count("/") >= 2
 
 
 def fail_upload_parts_after(count: int) -> Rule:
@@ -39,10 +46,16 @@ def fail_upload_parts_after(count: int) -> Rule:
 
 @contextmanager
 def faulty_proxy(
-    upstream: str, rule: Rule = lambda *_: False, part_delay: float = 0.0
+    upstream: str,
+    rule: Rule = lambda *_: False,
+    part_delay: float = 0.0,
+    error: tuple[int, str] = (500, "InternalError"),
 ) -> Iterator[str]:
-    """Proxy to ``upstream``; ``rule`` picks requests to fail, ``part_delay`` slows
-    every UploadPart (a throttled link), so a test can act mid-stream."""
+    """Proxy to ``upstream``; ``rule`` picks requests to answer with ``error`` (status,
+    S3 code), ``part_delay`` slows every UploadPart (a throttled link), so a test can
+    act mid-stream."""
+    status, code = error
+    answer = _error_body(code)
     target = urlsplit(upstream)
 
     class Handler(BaseHTTPRequestHandler):
@@ -57,11 +70,11 @@ def faulty_proxy(
             if part_delay and "partNumber=" in self.path:
                 time.sleep(part_delay)
             if rule(self.command, self.path):
-                self.send_response(500)
+                self.send_response(status)
                 self.send_header("Content-Type", "application/xml")
-                self.send_header("Content-Length", str(len(_ERROR)))
+                self.send_header("Content-Length", str(len(answer)))
                 self.end_headers()
-                self.wfile.write(_ERROR)
+                self.wfile.write(answer)
                 return
             conn = http.client.HTTPConnection(target.hostname, target.port, timeout=60)
             headers = {k: v for k, v in self.headers.items() if k.lower() != "expect"}

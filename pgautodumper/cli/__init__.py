@@ -17,9 +17,18 @@ from types import FrameType
 import click
 
 from pgautodumper import __version__
-from pgautodumper.errors import Interrupted, PgautodumperError, UsageError
+from pgautodumper.errors import Interrupted, PgautodumperError, UnexpectedError, UsageError
 
-_COMMANDS = ("backup", "restore", "verify", "list", "preflight", "prune", "local_run")
+_COMMANDS = (
+    "backup",
+    "restore",
+    "verify",
+    "list",
+    "status",
+    "preflight",
+    "prune",
+    "local_run",
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -76,6 +85,8 @@ def main(argv: list[str] | None = None) -> None:
         _fail(Interrupted(f"stopped by {exc}", hint="nothing partial was kept"), args)
     except PgautodumperError as exc:
         _fail(exc, args)
+    except Exception as exc:  # a bug: still one line and a named error, never a bare traceback
+        _fail(UnexpectedError(f"unexpected {type(exc).__name__}: {exc}"), args)
 
 
 def _fail(exc: PgautodumperError, args: list[str]) -> None:

@@ -1,4 +1,8 @@
-"""pgautodumper backup: stream one database into the store."""
+"""pgautodumper backup: stream one database into the store.
+
+In the Fargate task the one input is ``PGAUTODUMPER_TASK`` (a TaskInput, as
+Preflight decided it); on a command line the flags are the same fields.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ from datetime import datetime
 
 import click
 
+from pgautodumper import layout, task
 from pgautodumper.backup import DEFAULT_LEVEL, DEFAULT_THREADS, BackupOptions, run_backup
 from pgautodumper.cli.options import (
     bucket_options,
@@ -14,6 +19,10 @@ from pgautodumper.cli.options import (
     json_option,
     source_options,
 )
+from pgautodumper.connection import ConnectionInfo, connect
+from pgautodumper.contract import DEFAULT_LOCK_WAIT_TIMEOUT_SECONDS, TaskInput
+from pgautodumper.errors import UsageError
+from pgautodumper.manifest import Manifest
 from pgautodumper.storage import MiB
 
 
@@ -29,16 +38,35 @@ class IsoTime(click.ParamType):
             self.fail(f"{value!r} is not an ISO 8601 time", param, ctx)
 
 
+def options_for(task_input: TaskInput, *, level: int, threads: int) -> BackupOptions:
+    keys = task_input.keys
+    return BackupOptions(
+        bucket=task_input.bucket,
+        prefix=keys.prefix,
+        name=keys.name,
+        run_id=keys.run_id,
+        started_at=keys.started_at,
+        level=level,
+        threads=threads,
+        pg_dump_major=task_input.pg_dump_major,
+        part_size=task_input.part_size_bytes,
+        jobs=task_input.jobs,
+        lock_wait_timeout_seconds=task_input.lock_wait_timeout_seconds,
+    )
+
+
+def database_name(info: ConnectionInfo) -> str:
+    with connect(info) as conn:
+        return conn.info.dbname
+
+
 @click.command("backup")
 @source_options
-@bucket_options
-@click.option("--name", envvar="PGAUTODUMPER_NAME", help="Backup name [default: database name].")
-@click.option("--run-id", envvar="PGAUTODUMPER_RUN_ID", help="Run id in the key [default: random].")
+@bucket_options(required=False)
+@click.option("--name", help="Backup name [default: the database name].")
+@click.option("--run-id", help="Run id in the key [default: random].")
 @click.option(
-    "--started-at",
-    envvar="PGAUTODUMPER_STARTED_AT",
-    type=IsoTime(),
-    help="Run start time in the key (ISO 8601) [default: now].",
+    "--started-at", type=IsoTime(), help="Run start time in the key (ISO 8601) [default: now]."
 )
 @click.option("--level", default=DEFAULT_LEVEL, show_default=True, type=click.IntRange(-7, 22),
               help="zstd level.")  # fmt: skip
@@ -46,22 +74,34 @@ class IsoTime(click.ParamType):
               help="zstd worker threads.")  # fmt: skip
 @click.option(
     "--pg-dump-major",
-    envvar="PGAUTODUMPER_PG_DUMP_MAJOR",
     type=int,
     help="Use exactly this pg_dump major [default: the oldest that can dump the server].",
 )
 @click.option(
+    "--part-size-bytes",
     "--part-size",
-    envvar="PGAUTODUMPER_PART_SIZE",
+    "part_size_bytes",
     type=click.IntRange(5 * MiB),
     help="Starting part size in bytes [default: from the database size].",
+)
+@click.option(
+    "--jobs", type=click.IntRange(1, 64), default=1, show_default=True, help="Parallel streams."
+)
+@click.option(
+    "--lock-wait-timeout",
+    "lock_wait_timeout_seconds",
+    type=click.IntRange(1),
+    default=DEFAULT_LOCK_WAIT_TIMEOUT_SECONDS,
+    show_default=True,
+    metavar="SECONDS",
+    help="Fail with LockTimeoutError (exit 15) when a table stays locked this long.",
 )
 @json_option
 def command(
     database_url: str | None,
-    secret_id: str | None,
+    secret_arn: str | None,
     secret_version_id: str | None,
-    bucket: str,
+    bucket: str | None,
     prefix: str,
     name: str | None,
     run_id: str | None,
@@ -69,24 +109,42 @@ def command(
     level: int,
     threads: int,
     pg_dump_major: int | None,
-    part_size: int | None,
+    part_size_bytes: int | None,
+    jobs: int,
+    lock_wait_timeout_seconds: int,
     as_json: bool,
 ) -> None:
-    """Dump a database to S3: pg_dump | zstd | multipart upload, manifest last."""
-    manifest = run_backup(
-        connection_from(database_url, secret_id, secret_version_id),
-        BackupOptions(
+    """Dump a database to S3: pg_dump | zstd | multipart upload, manifest last.
+
+    In the Fargate task, PGAUTODUMPER_TASK (JSON) replaces the flags; a failure
+    then also leaves <stem>.backup.outcome.json for the workflow to report.
+    """
+    task_input = task.input_from_environment()
+    if task_input is not None:
+        info = task.connection(task_input)
+        options = options_for(task_input, level=level, threads=threads)
+        manifest = task.run(task_input, "backup", lambda: run_backup(info, options))
+    else:
+        if not bucket:
+            raise UsageError("--bucket is required", hint="or set PGAUTODUMPER_BUCKET")
+        info = connection_from(database_url, secret_arn, secret_version_id)
+        keys = layout.backup_keys(prefix, name or database_name(info), started_at, run_id)
+        task_input = TaskInput(
             bucket=bucket,
-            prefix=prefix,
-            name=name,
-            run_id=run_id,
-            started_at=started_at,
-            level=level,
-            threads=threads,
+            keys=keys,
+            run_id=keys.run_id,
+            secret_arn=secret_arn,
+            secret_version_id=secret_version_id,
             pg_dump_major=pg_dump_major,
-            part_size=part_size,
-        ),
-    )
+            part_size_bytes=part_size_bytes,
+            jobs=jobs,
+            lock_wait_timeout_seconds=lock_wait_timeout_seconds,
+        )
+        manifest = run_backup(info, options_for(task_input, level=level, threads=threads))
+    _report(manifest, task_input.bucket, as_json)
+
+
+def _report(manifest: Manifest, bucket: str, as_json: bool) -> None:
     emit(
         manifest,
         as_json,

@@ -48,7 +48,7 @@ def _row(bucket: str, entry: catalog.BackupEntry) -> ListedBackup:
         key=entry.keys.dump,
         started_at=entry.keys.started_at.isoformat(),
         complete=entry.complete,
-        stored_bytes=manifest.stored_bytes if manifest else entry.dump_size,
+        stored_bytes=manifest.stored_bytes if manifest else entry.stored_bytes,
         duration_seconds=manifest.duration_seconds if manifest else None,
         verified=verdict.verdict if verdict else "unverified",
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import secrets
 import sys
@@ -15,8 +16,10 @@ from urllib.parse import parse_qs, urlsplit
 import click
 
 from pgautodumper.cli.options import human_bytes
+from pgautodumper.contract import BackupRequest, parse_model
+from pgautodumper.errors import UsageError
 from pgautodumper.local.emulator import Emulator, Transition
-from pgautodumper.local.run import LocalRunResult, run_in, sample_database
+from pgautodumper.local.run import LOCAL_REQUEST_DEFAULTS, LocalRunResult, run_in, sample_database
 
 
 @contextmanager
@@ -62,10 +65,18 @@ def _report(result: LocalRunResult) -> dict[str, Any]:
     }
 
 
+def _status_line(report: dict[str, Any]) -> str:
+    """The execution's status, and the run's when it says more (SKIPPED, warnings, the error)."""
+    detail = report["error"] or report["outcome"]
+    return f"status: {report['status']}" + (
+        f" ({detail})" if detail and detail != report["status"] else ""
+    )
+
+
 def _print_report(report: dict[str, Any]) -> None:
     run = report["report"]
     dump = run.get("dump") or {}
-    lines = [f"status: {report['status']} ({report['outcome'] or report['error']})"]
+    lines = [_status_line(report)]
     if dump:
         lines += [
             f"backup: {dump['dump_key']}",
@@ -74,8 +85,13 @@ def _print_report(report: dict[str, Any]) -> None:
             f"throughput: {human_bytes(dump['throughput_bytes_per_second'])}/s",
             f"sha256: {dump['sha256']}",
         ]
-    if run.get("verify"):
-        lines.append(f"verification: {run['verify']['verdict']}")
+    if verify := run.get("verify"):
+        line = f"verification: {verify['verdict']}"
+        if verify.get("restore_seconds") is not None:
+            line += f", recovery time {verify['restore_seconds']:.1f} s"
+        lines.append(line)
+        if verify.get("verified_key"):
+            lines.append(f"verified: {verify['verified_key']}")
     if run.get("prune") is not None:
         lines.append(f"pruned: {', '.join(run['prune']['deleted']) or 'nothing'}")
     for warning in run.get("warnings") or []:
@@ -88,13 +104,38 @@ def _print_report(report: dict[str, Any]) -> None:
     click.echo("\n".join(lines))
 
 
+def _load_request(path: Path | None, verify: bool | None) -> dict[str, Any]:
+    """The request's fields: a BackupRequest file (secret and bucket may be left out)."""
+    fields: dict[str, Any] = {}
+    if path is not None:
+        try:
+            fields = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"cannot read the request {path}: {exc}") from None
+        if not isinstance(fields, dict):
+            raise UsageError(f"the request {path} is not a JSON object (a BackupRequest)")
+    if verify is not None:
+        fields["verify"] = verify
+    placeholders = {"secret_arn": "provided-locally", "bucket": "provided-locally"}
+    parse_model(BackupRequest, {**LOCAL_REQUEST_DEFAULTS, **placeholders, **fields},
+                what=f"request {path}" if path else "request")  # fmt: skip
+    return fields
+
+
 @click.command("local-run")
 @click.option("--database-url", help="Back up this database instead of a throwaway sample.")
 @click.option(
+    "--request",
+    "request_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="A BackupRequest JSON file (what a schedule sends); secret_arn and bucket may be "
+    "left out: the local runtime provides them.",
+)
+@click.option(
     "--verify/--no-verify",
-    default=True,
-    show_default=True,
-    help="Run the Verify task (restore into a scratch server and compare).",
+    default=None,
+    help="Run the Verify task (restore into a scratch server and compare) [default: yes, "
+    "or the request's 'verify'].",
 )
 @click.option("--scenario", help="A MockConfigFile test case (failure drill), e.g. AuthFailure.")
 @click.option(
@@ -106,26 +147,31 @@ def _print_report(report: dict[str, Any]) -> None:
 @click.option("-v", "--verbose", is_flag=True, help="Also show the Lambdas' logs and metrics.")
 def command(
     database_url: str | None,
-    verify: bool,
+    request_path: Path | None,
+    verify: bool | None,
     scenario: str | None,
     history_out: Path | None,
     as_json: bool,
     verbose: bool,
 ) -> None:
     """Run the real state machine, Lambdas and dump task locally (moto, no Docker)."""
+    request = _load_request(request_path, verify)
+    if not verbose:
+        # The Step Functions engine logs every failure it handles; the report says it once.
+        logging.getLogger("moto").setLevel(logging.CRITICAL)
     with ExitStack() as stack:
         stack.enter_context(_stdout_to_stderr())
         url = database_url or stack.enter_context(sample_database(secrets.token_urlsafe(18)))
         emu = stack.enter_context(Emulator())
         click.echo(f"emulated AWS at {emu.endpoint}; starting the execution", err=True)
-        # A throwaway server has no TLS; a real database gets the URL's sslmode or "prefer".
-        sslmode = parse_qs(urlsplit(url).query).get("sslmode", ["prefer"])[0]
+        if database_url and "sslmode" not in request:
+            # A throwaway server has no TLS; a real database gets the URL's sslmode or "prefer".
+            request["sslmode"] = parse_qs(urlsplit(url).query).get("sslmode", ["prefer"])[0]
         result = run_in(
             emu,
             url,
-            verify=verify,
+            request,
             scenario=scenario,
-            sslmode=sslmode if database_url else "disable",
             on_event=_print_transition,
             lambda_environment=None if verbose else _QUIET_LAMBDAS,
         )

@@ -14,17 +14,27 @@ from pgautodumper.errors import UsageError
 from pgautodumper.secrets import fetch_secret
 
 
-def bucket_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    func = click.option(
-        "--prefix",
-        default="",
-        envvar="PGAUTODUMPER_PREFIX",
-        show_default=True,
-        help="Key prefix inside the bucket.",
-    )(func)
-    return click.option(
-        "--bucket", required=True, envvar="PGAUTODUMPER_BUCKET", help="S3 bucket of the backups."
-    )(func)
+def bucket_options(
+    func: Callable[..., Any] | None = None, *, required: bool = True
+) -> Callable[..., Any]:
+    """--bucket and --prefix; ``required=False`` where PGAUTODUMPER_TASK may name the bucket."""
+
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        func = click.option(
+            "--prefix",
+            default="",
+            envvar="PGAUTODUMPER_PREFIX",
+            show_default=True,
+            help="Key prefix inside the bucket.",
+        )(func)
+        return click.option(
+            "--bucket",
+            required=required,
+            envvar="PGAUTODUMPER_BUCKET",
+            help="S3 bucket of the backups.",
+        )(func)
+
+    return decorate(func) if func is not None else decorate
 
 
 def json_option(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -32,15 +42,17 @@ def json_option(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def source_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """--database-url | --secret-id [--secret-version-id] | the PG* environment."""
+    """--database-url | --secret-arn [--secret-version-id] | the PG* environment."""
     func = click.option(
         "--secret-version-id",
         envvar="PGAUTODUMPER_SECRET_VERSION_ID",
         help="Pin the secret version (the workflow does, so rotation cannot split a run).",
     )(func)
     func = click.option(
+        "--secret-arn",
         "--secret-id",
-        envvar="PGAUTODUMPER_SECRET_ID",
+        "secret_arn",
+        envvar="PGAUTODUMPER_SECRET_ARN",
         help="Secrets Manager secret (RDS format: host, port, username, password, dbname).",
     )(func)
     return click.option(
@@ -51,12 +63,12 @@ def source_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def connection_from(
-    database_url: str | None, secret_id: str | None, secret_version_id: str | None
+    database_url: str | None, secret_arn: str | None, secret_version_id: str | None
 ) -> ConnectionInfo:
-    if database_url and secret_id:
-        raise UsageError("give either --database-url or --secret-id, not both")
-    if secret_id:
-        return fetch_secret(secret_id, secret_version_id).connection()
+    if database_url and secret_arn:
+        raise UsageError("give either --database-url or --secret-arn, not both")
+    if secret_arn:
+        return fetch_secret(secret_arn, secret_version_id).connection()
     if database_url:
         return ConnectionInfo.from_url(database_url)
     return ConnectionInfo.from_environment()

@@ -18,7 +18,7 @@ from pgautodumper.cli.options import connection_from, emit, json_option, source_
 )  # fmt: skip
 @json_option
 def command(
-    database_url: str | None, secret_id: str | None, secret_version_id: str | None,
+    database_url: str | None, secret_arn: str | None, secret_version_id: str | None,
     bucket: str | None, prefix: str, name: str, as_json: bool,
 ) -> None:  # fmt: skip
     """Check that a scheduled backup of this database would work.
@@ -27,7 +27,7 @@ def command(
     large object and schema the role cannot read, chooses the pg_dump major and
     part size, and (with --bucket) writes and deletes a probe object.
     """
-    info = connection_from(database_url, secret_id, secret_version_id)
+    info = connection_from(database_url, secret_arn, secret_version_id)
     report = preflight.check(info, bucket=bucket, prefix=prefix, name=name)
     lines = [
         f"database   {report.database}: PostgreSQL {report.server_version}, "

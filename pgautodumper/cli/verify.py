@@ -1,29 +1,40 @@
-"""pgautodumper verify: restore into a scratch database and compare."""
+"""pgautodumper verify: restore into a scratch database and compare.
+
+In the Fargate task the one input is ``PGAUTODUMPER_TASK`` (its ``keys`` name
+the backup); the scratch server is a throwaway PostgreSQL inside the task.
+"""
 
 from __future__ import annotations
 
-from contextlib import ExitStack
-
 import click
 
+from pgautodumper import task
 from pgautodumper.cli.options import bucket_options, emit, json_option
 from pgautodumper.connection import ConnectionInfo
 from pgautodumper.errors import UsageError
+from pgautodumper.layout import BackupKeys
+from pgautodumper.manifest import Verdict
 from pgautodumper.restore import resolve
+from pgautodumper.scratch import ThrowawayPostgres
 from pgautodumper.verify import verify
 
 
+def verify_in_throwaway(bucket: str, keys: BackupKeys) -> Verdict:
+    with ThrowawayPostgres() as server:
+        return verify(bucket, keys, ConnectionInfo.from_url(server.admin_url))
+
+
 @click.command("verify")
-@bucket_options
-@click.option("--key", envvar="PGAUTODUMPER_KEY", help="The backup's .dump.zst key.")
+@bucket_options(required=False)
+@click.option("--key", help="The backup's .dump.zst (or .manifest.json) key.")
 @click.option("--latest", is_flag=True, help="The newest complete backup of --name.")
 @click.option("--name", help="Backup name, with --latest.")
 @click.option("--scratch-url", help="A server where verify may create and drop databases.")
-@click.option("--scratch-local", is_flag=True, envvar="PGAUTODUMPER_SCRATCH_LOCAL",
+@click.option("--scratch-local", is_flag=True,
               help="Start a throwaway local PostgreSQL as the scratch server.")  # fmt: skip
 @json_option
 def command(
-    bucket: str,
+    bucket: str | None,
     prefix: str,
     key: str | None,
     latest: bool,
@@ -32,20 +43,29 @@ def command(
     scratch_local: bool,
     as_json: bool,
 ) -> None:
-    """Prove a backup restores: row counts must equal the manifest's."""
-    if bool(key) == bool(latest and name):
-        raise UsageError("give --key KEY, or --latest --name NAME")
-    if bool(scratch_url) == scratch_local:
-        raise UsageError("give --scratch-url URL or --scratch-local")
-    keys = resolve(bucket, prefix, key=key, name=name)
-    with ExitStack() as stack:
-        if scratch_local:
-            from pgautodumper.local.postgres import ThrowawayPostgres
+    """Prove a backup restores: row counts must equal the manifest's.
 
-            scratch = ConnectionInfo.from_url(stack.enter_context(ThrowawayPostgres()).admin_url)
+    In the Fargate task, PGAUTODUMPER_TASK (JSON) replaces the flags; a failure
+    then also leaves <stem>.verify.outcome.json for the workflow to report.
+    """
+    task_input = task.input_from_environment()
+    if task_input is not None:
+        keys = task_input.keys
+        verdict = task.run(
+            task_input, "verify", lambda: verify_in_throwaway(task_input.bucket, keys)
+        )
+    else:
+        if not bucket:
+            raise UsageError("--bucket is required", hint="or set PGAUTODUMPER_BUCKET")
+        if bool(key) == bool(latest and name):
+            raise UsageError("give --key KEY, or --latest --name NAME")
+        if bool(scratch_url) == scratch_local:
+            raise UsageError("give --scratch-url URL or --scratch-local")
+        keys = resolve(bucket, prefix, key=key, name=name)
+        if scratch_local:
+            verdict = verify_in_throwaway(bucket, keys)
         else:
-            scratch = ConnectionInfo.from_url(scratch_url or "")
-        verdict = verify(bucket, keys, scratch)
+            verdict = verify(bucket, keys, ConnectionInfo.from_url(scratch_url or ""))
     emit(
         verdict,
         as_json,

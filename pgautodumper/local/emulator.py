@@ -1,4 +1,4 @@
-"""The emulated AWS account: moto's server in this process, with the patches.
+"""The emulated AWS account: moto's server in this process, with the patches applied.
 
 One backend serves everything: Terraform applying over HTTP, the resources
 :mod:`pgautodumper.local.resources` provisions, the Step Functions engine's
@@ -13,6 +13,7 @@ own calls, the in-process Lambda handlers and the dump task subprocesses
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -30,8 +31,10 @@ from botocore.config import Config
 
 from pgautodumper import aws
 from pgautodumper.errors import PgautodumperError
-from pgautodumper.local import patches
-from pgautodumper.local.postgres import free_port
+from pgautodumper.local import ecs_runner, lambda_runtime, moto_patches
+from pgautodumper.local.ecs_runner import TaskRunner
+from pgautodumper.local.lambda_runtime import LambdaRuntime
+from pgautodumper.scratch import free_port
 
 REGION = "us-east-1"
 _ENV = {
@@ -88,7 +91,11 @@ def _describe(event: dict[str, Any]) -> Transition | None:
 
 
 class Emulator:
-    """moto's ThreadedMotoServer, in-process, with :mod:`patches` applied."""
+    """moto's ThreadedMotoServer, in-process, with :mod:`moto_patches` applied.
+
+    It owns the ECS :class:`TaskRunner` (``tasks``): the local processes its
+    RunTask calls started, their logs shipped to its CloudWatch Logs.
+    """
 
     def __init__(self, port: int | None = None) -> None:
         self.port = port or free_port()
@@ -96,33 +103,45 @@ class Emulator:
         self._server: Any = None
         self._saved_env: dict[str, str | None] = {}
         self._workdir: Path | None = None  # task logs, removed on stop
+        self.tasks: TaskRunner | None = None
+        self.lambdas: LambdaRuntime | None = None
 
     # -- lifecycle -----------------------------------------------------------
 
     def start(self) -> Emulator:
         from moto.server import ThreadedMotoServer
 
-        patches.apply()
+        moto_patches.apply()
         self._workdir = Path(tempfile.mkdtemp(prefix="pgad-emulator-"))
-        patches.task_log_dir = self._workdir
+        self.tasks = TaskRunner(self._workdir, log_sink=self._ship_task_log)
+        ecs_runner.active = self.tasks
         # werkzeug logs every request of every client: noise in a live stream.
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
         self._server.start()
-        patches.set_engine_endpoint(self.endpoint)
+        moto_patches.set_engine_endpoint(self.endpoint)
         values = {**_ENV, "AWS_ENDPOINT_URL": self.endpoint}
         self._saved_env = {key: os.environ.get(key) for key in values}
         os.environ.update(values)
         aws._session.cache_clear()
         aws._cached_client.cache_clear()
+        # Started after the environment names the endpoint: its functions inherit it.
+        self.lambdas = LambdaRuntime().start()
+        lambda_runtime.active = self.lambdas
         return self
 
     def stop(self) -> None:
-        patches.stop_all_tasks()
+        if self.tasks is not None:
+            self.tasks.stop_all()
+        ecs_runner.active = None
+        if self.lambdas is not None:
+            self.lambdas.stop()
+            self.lambdas = None
+        lambda_runtime.active = None
         if self._server is not None:
             self._server.stop()
             self._server = None
-        patches.set_engine_endpoint(None)
+        moto_patches.set_engine_endpoint(None)
         if self._workdir is not None:
             shutil.rmtree(self._workdir, ignore_errors=True)
             self._workdir = None
@@ -146,6 +165,19 @@ class Emulator:
 
         request = urllib.request.Request(f"{self.endpoint}/moto-api/reset", method="POST")
         urllib.request.urlopen(request, timeout=30).close()
+
+    def _ship_task_log(self, options: dict[str, Any], stream: str, text: str) -> None:
+        """What the awslogs driver does with a container's output (stream created as needed)."""
+        logs = self.client("logs")
+        group = options["awslogs-group"]
+        with contextlib.suppress(logs.exceptions.ResourceAlreadyExistsException):
+            logs.create_log_group(logGroupName=group)
+        with contextlib.suppress(logs.exceptions.ResourceAlreadyExistsException):
+            logs.create_log_stream(logGroupName=group, logStreamName=stream)
+        now = int(time.time() * 1000)
+        events = [{"timestamp": now, "message": line} for line in text.splitlines() if line]
+        if events:
+            logs.put_log_events(logGroupName=group, logStreamName=stream, logEvents=events)
 
     def client(self, service: str) -> Any:
         return boto3.client(

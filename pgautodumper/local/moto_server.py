@@ -8,7 +8,7 @@ import time
 import urllib.request
 
 from pgautodumper.errors import PgautodumperError
-from pgautodumper.local.postgres import free_port
+from pgautodumper.scratch import free_port
 
 
 class MotoServer:

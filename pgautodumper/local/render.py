@@ -19,6 +19,8 @@ PLACEHOLDERS = (
     "lookup_secret_function_arn",
     "preflight_function_arn",
     "record_function_arn",
+    "record_verify_function_arn",
+    "task_failure_function_arn",
     "prune_function_arn",
     "release_lock_function_arn",
     "notify_function_arn",

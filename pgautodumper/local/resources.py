@@ -17,11 +17,22 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from pgautodumper.local.emulator import Emulator
+from pgautodumper.local.ecs_runner import LOCAL_IMAGE
+from pgautodumper.local.emulator import REGION, Emulator
 from pgautodumper.local.render import render
 
-LAMBDAS = ("lookup_secret", "preflight", "record", "prune", "release_lock", "notify")
+LAMBDAS = (
+    "lookup_secret",
+    "preflight",
+    "record",
+    "record_verify",
+    "task_failure",
+    "prune",
+    "release_lock",
+    "notify",
+)
 CONTAINER_NAME = "pgautodumper"
+TASK_LOG_STREAM_PREFIX = "task"  # awslogs-stream-prefix, as in terraform/ecs.tf
 STATE_MACHINE_NAME = "pgautodumper-backup"
 ROLE_POLICY = json.dumps(
     {
@@ -79,8 +90,13 @@ def provision(
     *,
     lambda_environment: dict[str, str] | None = None,
     task_environment: dict[str, str] | None = None,
+    image: str = LOCAL_IMAGE,
 ) -> LocalStack:
-    """Create the resources; the environments extend the Lambdas' and the task definitions'."""
+    """Create the resources; the environments extend the Lambdas' and the task definitions'.
+
+    ``image`` is the task definitions' image: one the local registry lacks makes
+    every task fail to start, as a wrong image URI does on Fargate.
+    """
     suffix = secrets.token_hex(4)
     kms, s3, sm = emu.client("kms"), emu.client("s3"), emu.client("secretsmanager")
     sns, sqs, iam = emu.client("sns"), emu.client("sqs"), emu.client("iam")
@@ -115,11 +131,18 @@ def provision(
     role_arn = iam.create_role(
         RoleName=f"pgautodumper-{suffix}", AssumeRolePolicyDocument=ROLE_POLICY
     )["Role"]["Arn"]
+    cluster_arn = ecs.create_cluster(clusterName=f"pgautodumper-{suffix}")["cluster"]["clusterArn"]
+    task_log_group = f"/pgautodumper/{suffix}/task"
+    emu.client("logs").create_log_group(logGroupName=task_log_group)
+    # The same variables terraform/lambda.tf gives the functions.
     common = {
         "POWERTOOLS_SERVICE_NAME": "pgautodumper",
         "POWERTOOLS_METRICS_NAMESPACE": "pgautodumper",
         "PGAUTODUMPER_SIZE_ANOMALY_FRACTION": "0.5",
         "PGAUTODUMPER_SNS_TOPIC_ARN": topic_arn,
+        "PGAUTODUMPER_TASK_LOG_GROUP": task_log_group,
+        "PGAUTODUMPER_TASK_LOG_STREAM_PREFIX": f"{TASK_LOG_STREAM_PREFIX}/{CONTAINER_NAME}",
+        "PGAUTODUMPER_CLUSTER_ARN": cluster_arn,
         **(lambda_environment or {}),
     }
     arns = {}
@@ -139,7 +162,6 @@ def provision(
     group = ec2.create_security_group(
         GroupName=f"pgautodumper-{suffix}", Description="pgautodumper task", VpcId=vpc_id
     )["GroupId"]
-    cluster_arn = ecs.create_cluster(clusterName=f"pgautodumper-{suffix}")["cluster"]["clusterArn"]
     task_definitions = {}
     for kind in ("backup", "verify"):
         task_definitions[f"{kind}_task_definition_arn"] = ecs.register_task_definition(
@@ -151,8 +173,16 @@ def provision(
             containerDefinitions=[
                 {
                     "name": CONTAINER_NAME,
-                    "image": "pgautodumper-task:local",
+                    "image": image,
                     "essential": True,
+                    "logConfiguration": {
+                        "logDriver": "awslogs",
+                        "options": {
+                            "awslogs-group": task_log_group,
+                            "awslogs-region": REGION,
+                            "awslogs-stream-prefix": TASK_LOG_STREAM_PREFIX,
+                        },
+                    },
                     "environment": [
                         {"name": key, "value": value}
                         for key, value in (task_environment or {}).items()

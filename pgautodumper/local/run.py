@@ -1,6 +1,6 @@
 """One local run: a database, the emulated account, one execution, its report.
 
-``pgautodumper local-run`` and the path tests both go through :func:`local_run`.
+``pgautodumper local-run`` and the path tests both go through :func:`run_in`.
 """
 
 from __future__ import annotations
@@ -12,10 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pgautodumper.local import patches
+from pgautodumper.local import mock_config
+from pgautodumper.local.ecs_runner import LOCAL_IMAGE
 from pgautodumper.local.emulator import Emulator, ExecutionResult, Transition
-from pgautodumper.local.postgres import ThrowawayPostgres
 from pgautodumper.local.resources import LocalStack, notifications, provision
+from pgautodumper.scratch import ThrowawayPostgres
 
 MOCK_CONFIG = Path(__file__).resolve().parents[2] / "state_machine" / "MockConfigFile.json"
 SAMPLE_NAME = "sample"
@@ -58,37 +59,53 @@ def sample_database(password: str) -> Iterator[str]:
         yield server.url(SAMPLE_ROLE, password, SAMPLE_NAME)
 
 
+# What a local run asks for unless told otherwise: the throwaway server has no TLS,
+# and a local run is for watching, so it verifies and reports success too.
+LOCAL_REQUEST_DEFAULTS: dict[str, Any] = {
+    "name": SAMPLE_NAME,
+    "verify": True,
+    "sslmode": "disable",
+    "notify_on_success": True,
+}
+
+
+def local_request(stack: LocalStack, request: dict[str, Any] | None) -> dict[str, Any]:
+    """A BackupRequest document: the runtime's secret and bucket unless the request names them."""
+    merged = {**LOCAL_REQUEST_DEFAULTS, **(request or {})}
+    merged.setdefault("secret_arn", stack.secret_arn)
+    merged.setdefault("bucket", stack.bucket)
+    return merged
+
+
 def run_in(
     emu: Emulator,
     database_url: str,
+    request: dict[str, Any] | None = None,
     *,
-    name: str = SAMPLE_NAME,
-    verify: bool = True,
     scenario: str | None = None,
-    sslmode: str = "disable",
     on_event: Callable[[Transition], None] | None = None,
     before_start: Callable[[LocalStack], None] | None = None,
-    notify_on_success: bool = True,
     task_environment: dict[str, str] | None = None,
     lambda_environment: dict[str, str] | None = None,
+    image: str = LOCAL_IMAGE,
 ) -> LocalRunResult:
-    """Provision in ``emu``, run one execution with a schedule's input, collect the evidence."""
+    """Provision in ``emu``, run one execution of ``request`` (BackupRequest fields; see
+    :data:`LOCAL_REQUEST_DEFAULTS`), and collect the evidence."""
     started = time.monotonic()
-    patches.load_mock_config(MOCK_CONFIG)
+    mock_config.load_mock_config(MOCK_CONFIG)
     stack = provision(
         emu,
         database_url,
         task_environment=task_environment,
         lambda_environment=lambda_environment,
+        image=image,
     )
     if before_start:
         before_start(stack)
-    first_task = len(patches.local_tasks())
-    request = stack.request(
-        name, verify=verify, sslmode=sslmode, notify_on_success=notify_on_success
-    )
+    assert emu.tasks is not None
+    first_task = len(emu.tasks.tasks)
     result = emu.run_execution(
-        stack.state_machine_arn, request, scenario=scenario, on_event=on_event
+        stack.state_machine_arn, local_request(stack, request), scenario=scenario, on_event=on_event
     )
     s3 = emu.client("s3")
     objects = {
@@ -100,6 +117,6 @@ def run_in(
         stack=stack,
         notifications=notifications(emu, stack.queue_url),
         objects=objects,
-        task_logs=[task.log() for task in patches.local_tasks()[first_task:]],
+        task_logs=[task.log() for task in emu.tasks.tasks[first_task:]],
         seconds=time.monotonic() - started,
     )

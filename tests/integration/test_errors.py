@@ -174,7 +174,9 @@ def test_unknown_manifest_format_is_refused(cli, make_database, bucket, s3, back
         "--database-url",
         make_database(),
     )
-    assert_one_line_error(result, 51, "format_version 99", "reads only version 1")
+    assert_one_line_error(
+        result, 51, "format_version 99", "use the pgautodumper release that wrote it"
+    )
 
 
 def test_missing_backup(cli, make_database, bucket):

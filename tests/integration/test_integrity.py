@@ -1,12 +1,17 @@
-"""Restore and verify refuse bytes that differ from what the manifest recorded."""
+"""Restore and verify refuse bytes that differ from what the manifest recorded,
+and call them corrupt, whatever pg_restore made of them first."""
 
 from __future__ import annotations
 
+import base64
 import json
+import secrets
+import zlib
 
 import pytest
 
 from tests.conftest import BACKUP_PASSWORD
+from tests.integration.mangling import flip_middle_byte, mangling_proxy
 
 SQL = """
 CREATE TABLE items (id int PRIMARY KEY, body text);
@@ -53,8 +58,9 @@ def test_restore_refuses_tampered_bytes(cli, make_database, pg, bucket, s3, back
     )
 
     assert result.returncode == 50, result.stderr
-    assert "checksum" in result.stderr
+    assert "checksum" in result.stderr and "corrupt" in result.stderr
     assert "treat the target database as incomplete" in result.stderr
+    assert "out of memory" not in result.stderr  # pg_restore's symptom is not the diagnosis
     assert "Traceback" not in result.stderr
 
 
@@ -72,10 +78,14 @@ def test_verify_refuses_tampered_bytes(cli, pg, bucket, s3, backup, change):
     )
 
     assert result.returncode == 50, result.stderr
-    assert "checksum" in result.stderr
+    assert "checksum" in result.stderr and "corrupt" in result.stderr
+    assert "out of memory" not in result.stderr
     verified_key = backup["dump_key"].replace(".dump.zst", ".verified.json")
     verdict = json.loads(s3.get_object(Bucket=bucket, Key=verified_key)["Body"].read())
     assert verdict["verdict"] == "failed" and verdict["sha256_ok"] is False
+    assert (
+        verdict["reason"].startswith("ChecksumMismatchError: ") and "corrupt" in verdict["reason"]
+    )
     leftovers = pg.psql("SELECT datname FROM pg_database WHERE datname LIKE 'pgad_verify_%'")
     assert leftovers.strip() == ""
 
@@ -98,3 +108,93 @@ def test_verify_reports_row_count_differences(cli, pg, bucket, s3, backup):
     assert "public.items: manifest 5001 rows, restored 5000" in result.stderr
     listing = cli("list", "--bucket", bucket, "--name", "items", "--json")
     assert json.loads(listing.stdout)[0]["verified"] == "failed"
+
+
+# Enough incompressible bytes that the dump spans several 1 MiB reads: pg_restore
+# meets the damage long before the end of the object.
+BIG_SQL = """
+CREATE TABLE blobs AS
+SELECT g AS id, decode(string_agg(md5(random()::text || g || i), '' ORDER BY i), 'hex') AS payload
+  FROM generate_series(1, 4096) g, generate_series(1, 64) i
+ GROUP BY g;
+"""
+
+
+@pytest.fixture
+def big_backup(cli, make_database, bucket) -> dict:
+    result = cli("backup", "--database-url", make_database(BIG_SQL), "--bucket", bucket, "--json")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_the_stored_object_carries_a_full_object_crc32(bucket, s3, big_backup):
+    head = s3.head_object(Bucket=bucket, Key=big_backup["dump_key"], ChecksumMode="ENABLED")
+    body = s3.get_object(Bucket=bucket, Key=big_backup["dump_key"])["Body"].read()
+    assert head["ChecksumType"] == "FULL_OBJECT"
+    assert head["ChecksumCRC32"] == base64.b64encode(zlib.crc32(body).to_bytes(4, "big")).decode()
+
+
+@pytest.mark.parametrize("command", ["restore", "verify"])
+def test_bytes_damaged_in_transport_are_caught_by_s3_s_checksum(
+    command, cli, make_database, pg, bucket, moto_server, big_backup
+):
+    """S3 stored the object intact; a bit flips on the way back. botocore's check of
+    S3's CRC32 catches it at the end of the body, before pg_restore sees that end."""
+    key = big_backup["dump_key"]
+    with mangling_proxy(moto_server, flip_middle_byte, min_size=64 * 1024) as proxy:
+        if command == "restore":
+            args = ("restore", "--bucket", bucket, "--key", key, "--database-url", make_database())
+        else:
+            scratch = pg.url("pgad_backup", BACKUP_PASSWORD, "postgres")
+            args = ("verify", "--bucket", bucket, "--key", key, "--scratch-url", scratch)
+        result = cli(*args, env={"AWS_ENDPOINT_URL": proxy})
+
+    assert result.returncode == 50, result.stderr
+    assert "checksum" in result.stderr and "corrupt" in result.stderr
+    assert key in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_restore_failing_on_intact_bytes_is_a_restore_failure(
+    cli, make_database, pg, bucket, big_backup
+):
+    """pg_restore gives up early (no CREATE on schema public): the rest is still read
+    and hashed, the bytes are intact, so this is pg_restore's failure, not corruption."""
+    role, password = f"pgad_nocreate_{secrets.token_hex(4)}", secrets.token_hex(12)
+    pg.psql(f"CREATE ROLE {role} LOGIN PASSWORD '{password}'")
+    target = make_database()
+    dbname = target.rsplit("/", 1)[1]
+    try:
+        result = cli(
+            "restore", "--bucket", bucket, "--key", big_backup["dump_key"],
+            "--database-url", pg.url(role, password, dbname),
+        )  # fmt: skip
+    finally:
+        pg.psql(f"DROP ROLE {role}")
+
+    assert result.returncode == 22, result.stderr
+    assert "pg_restore exited with code 1" in result.stderr
+    assert "permission denied" in result.stderr
+    assert "checksum" not in result.stderr
+
+
+@pytest.mark.parametrize("command", ["restore", "verify"])
+@pytest.mark.parametrize("change", [_flip_middle, _truncate], ids=["flipped-byte", "truncated"])
+def test_a_damaged_large_backup_is_called_corrupt(
+    command, change, cli, make_database, pg, bucket, s3, big_backup
+):
+    """The damage sits megabytes before the end: pg_restore fails on it first (its
+    symptom: "out of memory"), yet the verdict is the checksum's."""
+    key = big_backup["dump_key"]
+    _tamper(s3, bucket, key, change)
+    if command == "restore":
+        args = ("restore", "--bucket", bucket, "--key", key, "--database-url", make_database())
+    else:
+        scratch = pg.url("pgad_backup", BACKUP_PASSWORD, "postgres")
+        args = ("verify", "--bucket", bucket, "--key", key, "--scratch-url", scratch)
+    result = cli(*args)
+
+    assert result.returncode == 50, result.stderr
+    assert "checksum" in result.stderr and "corrupt" in result.stderr
+    assert "out of memory" not in result.stderr
+    assert "Traceback" not in result.stderr

@@ -18,6 +18,7 @@ import boto3
 import pytest
 
 from pgautodumper import layout
+from pgautodumper.contract import BackupRequest, PreflightResult, TaskInput, TaskSizing
 from pgautodumper.manifest import Compression, Manifest, TableRows
 from tests.conftest import BACKUP_PASSWORD, BACKUP_ROLE
 
@@ -127,6 +128,35 @@ def execution() -> Callable[[], str]:
         return sfn.start_execution(stateMachineArn=machine)["executionArn"]
 
     return start
+
+
+REQUEST_FIELDS = set(BackupRequest.model_fields)
+
+
+def execution_document(**fields: Any) -> dict[str, Any]:
+    """An execution document: BackupRequest fields go under ``request``, results beside it."""
+    request = {k: v for k, v in fields.items() if k in REQUEST_FIELDS}
+    return {"request": request, **{k: v for k, v in fields.items() if k not in REQUEST_FIELDS}}
+
+
+def preflight_result(keys: layout.BackupKeys, bucket: str, **over: Any) -> dict[str, Any]:
+    """What Preflight would have written for ``keys`` (its TaskInput included)."""
+    result = PreflightResult(
+        server_version="15.0",
+        server_version_num=150000,
+        database_size_bytes=10_000,
+        is_replica=False,
+        lock_key=layout.lock_key(keys.prefix, keys.name),
+        sizing=TaskSizing(),
+        task=TaskInput(
+            bucket=bucket,
+            keys=keys,
+            run_id=keys.run_id,
+            pg_dump_major=15,
+            part_size_bytes=16 * 1024**2,
+        ),
+    )
+    return {**result.model_dump(mode="json"), **over}
 
 
 def execution_context(arn: str, start: datetime | None = None) -> dict[str, str]:

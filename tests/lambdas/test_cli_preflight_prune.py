@@ -6,7 +6,7 @@ import json
 import secrets
 from datetime import UTC, datetime, timedelta
 
-from pgautodumper.local.postgres import free_port
+from pgautodumper.scratch import free_port
 from tests.conftest import BACKUP_PASSWORD
 from tests.lambdas.conftest import put_backup
 

@@ -12,7 +12,7 @@ from lambdas import release_lock
 from pgautodumper import lock
 from pgautodumper.contract import LockRelease
 from pgautodumper.errors import BackupAlreadyRunningError
-from tests.lambdas.conftest import execution_context
+from tests.lambdas.conftest import execution_context, execution_document
 
 KEY = "p/app/.lock"
 HOUR = 3600
@@ -84,13 +84,9 @@ def test_unreadable_lock_is_stale(s3, bucket, execution):
 
 
 def release_event(bucket: str, arn: str) -> dict:
-    return {
-        "name": "app",
-        "secret_arn": "arn:x",
-        "bucket": bucket,
-        "prefix": "p",
-        "execution": execution_context(arn),
-    }
+    return execution_document(
+        name="app", secret_arn="arn:x", bucket=bucket, prefix="p", execution=execution_context(arn)
+    )
 
 
 def test_release_lock_handler_removes_only_its_own_lock(leaks, s3, bucket, execution):

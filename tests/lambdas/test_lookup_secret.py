@@ -12,7 +12,7 @@ from tests.conftest import BACKUP_PASSWORD
 
 
 def request(secret_arn: str) -> dict:
-    return {"name": "app", "secret_arn": secret_arn, "bucket": "unused-bucket"}
+    return {"request": {"name": "app", "secret_arn": secret_arn, "bucket": "unused-bucket"}}
 
 
 def test_returns_the_target_with_the_version_pinned(leaks, make_secret):

@@ -8,9 +8,10 @@ import pytest
 
 from lambdas import notify as notify_lambda
 from pgautodumper.contract import RunReport
-from pgautodumper.errors import NotificationError
+from pgautodumper.errors import LockTimeoutError, NotificationError
 from pgautodumper.notify import render_subject
 from tests.conftest import BACKUP_PASSWORD
+from tests.lambdas.conftest import emf_records, execution_document
 
 EXECUTION = "arn:aws:states:eu-west-1:123456789012:execution:pgautodumper-backup:run-42"
 LAMBDA_CAUSE = json.dumps(
@@ -23,15 +24,28 @@ LAMBDA_CAUSE = json.dumps(
 )
 
 
+TARGET = {
+    "secret_arn": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:db",
+    "secret_version_id": "v1",
+    "host": "db",
+    "port": 5432,
+    "dbname": "app",
+    "user": "backup",
+}
+
+
 def failure(**over) -> dict:
-    return {
-        "name": "app",
-        "secret_arn": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:db",
-        "bucket": "b",
-        "execution": {"id": EXECUTION, "name": "run-42", "start_time": "2024-05-06T03:00:00Z"},
-        "error": {"Error": "PreflightPermissionError", "Cause": LAMBDA_CAUSE, "state": "Preflight"},
-        **over,
-    }
+    return execution_document(
+        **{
+            "name": "app",
+            "secret_arn": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:db",
+            "bucket": "b",
+            "execution": {"id": EXECUTION, "name": "run-42", "start_time": "2024-05-06T03:00:00Z"},
+            "target": TARGET,
+            "error": {"Error": "PreflightPermissionError", "Cause": LAMBDA_CAUSE},
+            **over,
+        }
+    )
 
 
 def success(**over) -> dict:
@@ -68,7 +82,7 @@ def test_failure_reaches_sns_and_slack(leaks, configured):
         "Backup: app",
         "Failed state: Preflight",
         "Error: PreflightPermissionError",
-        "Cause: role 'backup' cannot read 1 object(s)",
+        "Message: role 'backup' cannot read 1 object(s)",
         "table public.payroll",
         "Next steps: Grant the backup role SELECT",
         "https://eu-west-1.console.aws.amazon.com/states/home?region=eu-west-1"
@@ -113,7 +127,7 @@ def test_slack_that_hangs_times_out_and_sns_still_published(leaks, configured):
 
 
 def test_unreachable_slack_is_only_a_warning(leaks, configured, monkeypatch, make_secret):
-    from pgautodumper.local.postgres import free_port
+    from pgautodumper.scratch import free_port
 
     topic, _ = configured()
     dead = make_secret(f"http://127.0.0.1:{free_port()}/services/x")
@@ -170,10 +184,11 @@ def test_ecs_task_failure_cause_is_summarised(leaks, configured):
         failure(error={"Error": "States.TaskFailed", "Cause": cause, "state": "Dump"}),
     )
     body = topic.messages()[0]["Message"]
-    assert "Cause: task stopped: Essential container in task exited; pgautodumper exit code 21" in (
-        body
+    assert (
+        "Message: task stopped: Essential container in task exited; pgautodumper exit code 21"
+        in body
     )
-    assert "Next steps: The task failed; read its log" in body
+    assert "Next steps: The task failed: read its log" in body
 
 
 def test_sns_failure_raises_but_slack_is_still_tried(leaks, configured, monkeypatch):
@@ -204,10 +219,57 @@ def test_subject_is_one_ascii_line():
     assert "\n" not in subject and subject.isascii()
 
 
+def test_a_named_task_failure_shows_message_next_step_exit_code_and_log(leaks, configured):
+    topic, server = configured()
+    log_url = "https://eu-west-1.console.aws.amazon.com/cloudwatch/home?region=eu-west-1#x"
+    named = {
+        "Error": "LockTimeoutError",
+        "Cause": json.dumps({"errorType": "LockTimeoutError", "errorMessage": "locked"}),
+        "state": "Dump",
+        "message": "table public.orders stayed locked for 300 s by pid 42 (migrate)",
+        "next_step": LockTimeoutError.next_step,
+        "log_url": log_url,
+        "exit_code": 15,
+    }
+    output = leaks.invoke(notify_lambda.handler, failure(error=named))
+    body = topic.messages()[0]["Message"]
+    for expected in (
+        "Failed state: Dump",
+        "Error: LockTimeoutError",
+        "Message: table public.orders stayed locked for 300 s by pid 42 (migrate)",
+        "Exit code: 15",
+        f"Task log: {log_url}",
+        f"Next steps: {LockTimeoutError.next_step}",
+    ):
+        assert expected in body
+    assert log_url in json.dumps(server.requests[0]["body"])
+    [emf] = emf_records(leaks.read())
+    assert emf["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["Name", "Error"]]
+    assert (emf["Name"], emf["Error"], emf["BackupFailed"]) == ("app", "LockTimeoutError", [1.0])
+    assert RunReport.model_validate(output).error.next_step == LockTimeoutError.next_step
+
+
+def test_a_verified_success_shows_the_recovery_time(leaks, configured):
+    topic, _ = configured()
+    verify = {
+        "verdict": "passed",
+        "verified_key": "app/2024/05/06/x.dump.zst",
+        "restore_seconds": 12.34,
+        "mismatched_tables": [],
+    }
+    document = success(notify_on_success=True)
+    document["verify"] = verify  # the result, beside the request's own "verify" flag
+    leaks.invoke(notify_lambda.handler, document)
+    body = topic.messages()[0]["Message"]
+    assert "Verify: passed, recovery time 12.3 s" in body
+    assert "Verified: app/2024/05/06/x.dump.zst" in body
+    assert emf_records(leaks.read()) == [], "a success is not a BackupFailed"
+
+
 def test_failed_state_is_inferred_when_the_catch_did_not_record_it(leaks, configured):
     topic, _ = configured()
     error = {"Error": "SecretMalformedError", "Cause": "secret x lacks required key(s): host"}
-    leaks.invoke(notify_lambda.handler, failure(error=error))
+    leaks.invoke(notify_lambda.handler, failure(error=error, target=None))
     assert "Failed state: LookupSecret" in topic.messages()[0]["Message"]
 
 

@@ -20,9 +20,9 @@ from pgautodumper.errors import (
     PreflightConnectionError,
     PreflightPermissionError,
 )
-from pgautodumper.local.postgres import free_port
 from pgautodumper.preflight import choose_pg_dump_major
-from tests.lambdas.conftest import execution_context, log_records
+from pgautodumper.scratch import free_port
+from tests.lambdas.conftest import execution_context, execution_document, log_records
 
 SCHEMA = """
 CREATE TABLE public.visible (id int);
@@ -56,7 +56,7 @@ def document(secret_arn: str, bucket: str, execution_arn: str, **over) -> dict:
             "user": "x",
         },
     }
-    return {**base, **over}
+    return execution_document(**{**base, **over})
 
 
 @pytest.fixture
@@ -69,19 +69,30 @@ def test_healthy_database_reports_facts_and_takes_the_lock(
     leaks, app_db, db_secret, bucket, s3, execution
 ):
     arn = execution()
-    output = leaks.invoke(preflight_lambda.handler, document(db_secret(app_db), bucket, arn))
+    event = document(db_secret(app_db), bucket, arn)
+    output = leaks.invoke(preflight_lambda.handler, event)
 
     result = PreflightResult.model_validate(output)
     assert result.server_version_num // 10000 == 15
     assert result.server_version.startswith("15")
-    assert result.pg_dump_major == 15
     assert result.database_size_bytes > 1_000_000
-    assert result.part_size_bytes == storage.DEFAULT_PART_SIZE
     assert result.is_replica is False and result.warnings == []
-    keys = layout.backup_keys("backups", "app", datetime(2024, 5, 6, 7, 8, 9, tzinfo=UTC), arn)
-    assert (result.dump_key, result.manifest_key) == (keys.dump, keys.manifest)
-    assert result.dump_key.startswith("backups/app/2024/05/06/20240506T070809Z-")
     assert result.lock_key == "backups/app/.lock"
+    # The tasks' one input, decided here: keys computed once, the secret version pinned.
+    task = result.task
+    keys = layout.backup_keys("backups", "app", datetime(2024, 5, 6, 7, 8, 9, tzinfo=UTC), arn)
+    assert task.keys == keys and task.run_id == keys.run_id
+    assert task.keys.dump.startswith("backups/app/2024/05/06/20240506T070809Z-")
+    assert (task.bucket, task.sslmode) == (bucket, "disable")
+    target = event["target"]
+    assert (task.secret_arn, task.secret_version_id) == (
+        target["secret_arn"],
+        target["secret_version_id"],
+    )
+    assert task.pg_dump_major == 15
+    assert task.part_size_bytes == storage.DEFAULT_PART_SIZE
+    assert (task.jobs, task.lock_wait_timeout_seconds) == (1, 300)  # 1024 CPU units: 1 vCPU
+    assert result.sizing.model_dump() == {"cpu": 1024, "memory": 2048, "timeout_seconds": 21600}
     lock = json.loads(s3.get_object(Bucket=bucket, Key="backups/app/.lock")["Body"].read())
     assert lock["execution_arn"] == arn
 

@@ -10,7 +10,7 @@ import pytest
 from lambdas import prune as prune_lambda
 from pgautodumper import layout, prune
 from pgautodumper.contract import PruneResult, RetentionPolicy
-from tests.lambdas.conftest import put_backup
+from tests.lambdas.conftest import execution_document, preflight_result, put_backup
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 
@@ -24,20 +24,14 @@ def all_keys(k: layout.BackupKeys) -> set[str]:
 
 
 def event(bucket: str, current: layout.BackupKeys, **retention: int) -> dict:
-    return {
-        "name": current.name,
-        "secret_arn": "arn:x",
-        "bucket": bucket,
-        "prefix": current.prefix,
-        "retention": {"keep_daily": 0, "keep_weekly": 0, "keep_monthly": 0, **retention},
-        "preflight": {
-            "server_version": "15.0", "server_version_num": 150000, "pg_dump_major": 15,
-            "database_size_bytes": 1, "part_size_bytes": 1, "is_replica": False,
-            "run_id": current.run_id, "started_at": current.started_at.isoformat(),
-            "dump_key": current.dump, "manifest_key": current.manifest,
-            "lock_key": layout.lock_key(current.prefix, current.name),
-        },
-    }  # fmt: skip
+    return execution_document(
+        name=current.name,
+        secret_arn="arn:x",
+        bucket=bucket,
+        prefix=current.prefix,
+        retention={"keep_daily": 0, "keep_weekly": 0, "keep_monthly": 0, **retention},
+        preflight=preflight_result(current, bucket),
+    )
 
 
 def test_handler_keeps_the_policy_and_deletes_the_rest(leaks, s3, bucket):

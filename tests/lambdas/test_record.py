@@ -7,34 +7,30 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from lambdas import record as record_lambda
+from lambdas import record_verify as record_verify_lambda
 from pgautodumper import layout
-from pgautodumper.contract import DumpResult
+from pgautodumper.contract import DumpResult, VerifyResult
 from pgautodumper.errors import BackupNotFoundError, ManifestError, UsageError
-from tests.lambdas.conftest import emf_records, make_manifest, put_backup
+from tests.lambdas.conftest import (
+    emf_records,
+    execution_context,
+    execution_document,
+    make_manifest,
+    preflight_result,
+    put_backup,
+)
 
 NOW = datetime(2024, 6, 1, 3, 0, tzinfo=UTC)
 
 
 def document(bucket: str, keys: layout.BackupKeys) -> dict:
-    return {
-        "name": keys.name,
-        "secret_arn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:x",
-        "bucket": bucket,
-        "prefix": keys.prefix,
-        "preflight": {
-            "server_version": "15.0",
-            "server_version_num": 150000,
-            "pg_dump_major": 15,
-            "database_size_bytes": 10_000,
-            "part_size_bytes": 16 * 1024 * 1024,
-            "is_replica": False,
-            "run_id": keys.run_id,
-            "started_at": keys.started_at.isoformat(),
-            "dump_key": keys.dump,
-            "manifest_key": keys.manifest,
-            "lock_key": layout.lock_key(keys.prefix, keys.name),
-        },
-    }
+    return execution_document(
+        name=keys.name,
+        secret_arn="arn:aws:secretsmanager:us-east-1:123456789012:secret:x",
+        bucket=bucket,
+        prefix=keys.prefix,
+        preflight=preflight_result(keys, bucket),
+    )
 
 
 def test_result_and_metrics_of_a_normal_backup(leaks, s3, bucket):
@@ -126,3 +122,45 @@ def test_invalid_anomaly_fraction_is_a_usage_error(leaks, s3, bucket, monkeypatc
     monkeypatch.setenv("PGAUTODUMPER_SIZE_ANOMALY_FRACTION", "half")
     with pytest.raises(UsageError, match="PGAUTODUMPER_SIZE_ANOMALY_FRACTION"):
         leaks.invoke(record_lambda.handler, document(bucket, keys))
+
+
+# -- RecordVerify ---------------------------------------------------------------------
+
+
+def verify_document(bucket: str, keys: layout.BackupKeys, started: datetime) -> dict:
+    event = document(bucket, keys)
+    event["execution"] = execution_context("arn:aws:states:::execution:m:run", started)
+    return event
+
+
+def test_record_verify_returns_the_verdict_and_the_recovery_time(leaks, s3, bucket):
+    keys = put_backup(s3, bucket, "app", NOW, verdict="passed")
+    output = leaks.invoke(
+        record_verify_lambda.handler, verify_document(bucket, keys, NOW - timedelta(minutes=5))
+    )
+    result = VerifyResult.model_validate(output)
+    assert (result.verdict, result.verified_key, result.restore_seconds) == (
+        "passed",
+        keys.dump,
+        1.0,
+    )
+    [emf] = emf_records(leaks.read())
+    assert emf["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["Name"]]
+    assert (emf["Name"], emf["RestoreSeconds"]) == ("app", [1.0])
+
+
+def test_record_verify_of_a_failed_verdict_reports_it_without_a_recovery_metric(leaks, s3, bucket):
+    keys = put_backup(s3, bucket, "app", NOW, verdict="failed")
+    output = leaks.invoke(
+        record_verify_lambda.handler, verify_document(bucket, keys, NOW - timedelta(minutes=5))
+    )
+    assert VerifyResult.model_validate(output).verdict == "failed"
+    assert emf_records(leaks.read()) == []
+
+
+def test_record_verify_refuses_a_verdict_older_than_the_run(leaks, s3, bucket):
+    keys = put_backup(s3, bucket, "app", NOW, verdict="passed")
+    with pytest.raises(ManifestError, match="left no verdict of this run"):
+        leaks.invoke(
+            record_verify_lambda.handler, verify_document(bucket, keys, NOW + timedelta(hours=1))
+        )

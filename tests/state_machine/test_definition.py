@@ -14,13 +14,13 @@ import pytest
 from pgautodumper.contract import BackupRequest
 from pgautodumper.local.render import PLACEHOLDERS, TEMPLATE, render
 
-ALLOWED_ENV = {
-    "PGAUTODUMPER_SECRET_ID", "PGAUTODUMPER_SECRET_VERSION_ID", "PGAUTODUMPER_BUCKET",
-    "PGAUTODUMPER_PREFIX", "PGAUTODUMPER_NAME", "PGAUTODUMPER_RUN_ID", "PGAUTODUMPER_STARTED_AT",
-    "PGAUTODUMPER_PG_DUMP_MAJOR", "PGAUTODUMPER_PART_SIZE", "PGSSLMODE", "PGAUTODUMPER_KEY",
-    "PGAUTODUMPER_SCRATCH_LOCAL",
+# The tasks get one input: the TaskInput Preflight decided (pgautodumper.task.TASK_ENV).
+ALLOWED_ENV = {"PGAUTODUMPER_TASK"}
+# Where a Catch may lead: a notification, or a state that names a task's failure first.
+NOTIFY_STATES = {
+    "NotifyFailure", "NotifySkipped", "ReleaseLock", "NotificationFailed",
+    "ExplainDumpFailure", "ExplainVerifyFailure",
 }  # fmt: skip
-NOTIFY_STATES = {"NotifyFailure", "NotifySkipped", "ReleaseLock", "NotificationFailed"}
 VALUES = {
     name: (
         "subnet-aaa,subnet-bbb"
@@ -146,10 +146,18 @@ def test_container_overrides_use_only_allowed_names_and_no_secrets(states: dict)
         params = states[name]["Parameters"]
         assert states[name]["Resource"] == "arn:aws:states:::ecs:runTask.sync"
         assert params["LaunchType"] == "FARGATE" and params["PlatformVersion"] == "1.4.0"
-        assert states[name]["TimeoutSecondsPath"] == "$.task.timeout_seconds"
+        assert states[name]["TimeoutSecondsPath"] == "$.preflight.sizing.timeout_seconds"
+        assert params["StartedBy.$"] == "$.preflight.task.run_id"
+        # The request's task sizing is applied: task-level cpu/memory and the container's limit.
+        assert params["Overrides"]["Cpu.$"] == "States.Format('{}', $.preflight.sizing.cpu)"
+        assert params["Overrides"]["Memory.$"] == "States.Format('{}', $.preflight.sizing.memory)"
         for override in params["Overrides"]["ContainerOverrides"]:
+            assert override["Memory.$"] == "$.preflight.sizing.memory"
             names = {item["Name"] for item in override["Environment"]}
             assert names <= ALLOWED_ENV, names - ALLOWED_ENV
+            assert override["Environment"][0]["Value.$"] == (
+                "States.JsonToString($.preflight.task)"
+            )
             assert "password" not in json.dumps(override).lower()
     dump_env = states["Dump"]["Parameters"]["Overrides"]["ContainerOverrides"][0]
     assert dump_env["Command"] == ["backup"]
@@ -157,8 +165,26 @@ def test_container_overrides_use_only_allowed_names_and_no_secrets(states: dict)
     assert verify_env["Command"] == ["verify"]
 
 
+def test_task_failures_are_named_before_they_are_reported(states: dict) -> None:
+    for task, explain in (("Dump", "ExplainDumpFailure"), ("Verify", "ExplainVerifyFailure")):
+        assert states[task]["Catch"][-1]["Next"] == explain
+        assert states[explain]["Parameters"]["task"] == ("backup" if task == "Dump" else "verify")
+        assert states[explain]["ResultPath"] == "$.error"
+        # If naming it fails, the raw failure is still reported ($.error is kept).
+        assert states[explain]["Catch"][-1]["ResultPath"] != "$.error"
+    assert states["ExplainVerifyFailure"]["Next"] == "RecordFailedVerify"
+    assert states["RecordFailedVerify"]["ResultPath"] == "$.verify"
+
+
+def test_fargate_start_failures_are_retried_by_name(states: dict) -> None:
+    for task in ("Dump", "Verify"):
+        retried = {name for rule in states[task]["Retry"] for name in rule["ErrorEquals"]}
+        assert {"ECS.AmazonECSException", "AmazonECS.Unknown"} <= retried
+        assert "States.TaskFailed" not in retried  # a task that ran and failed is named, not rerun
+
+
 def test_defaults_in_the_definition_equal_the_contract(states: dict) -> None:
-    expression = states["ApplyDefaults"]["Parameters"]["request.$"]
+    expression = states["Start"]["Parameters"]["request.$"]
     literal = expression.split("States.StringToJson('", 1)[1].split("')", 1)[0]
     expected = BackupRequest(name="x", secret_arn="a", bucket="b").model_dump(mode="json")
     for key in ("name", "secret_arn", "bucket"):

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 import pytest
 
 from pgautodumper import contract
+from pgautodumper.errors import TaskTimeoutError
 from pgautodumper.local.emulator import Emulator
 from pgautodumper.local.run import LocalRunResult, run_in
 from tests.conftest import BACKUP_PASSWORD
@@ -41,9 +42,9 @@ def database(make_database) -> str:
 
 @pytest.fixture
 def run(emu: Emulator, database: str, capfd):
-    def go(**kwargs) -> LocalRunResult:
+    def go(request: dict | None = None, *, url: str | None = None, **kwargs) -> LocalRunResult:
         emu.reset()
-        result = run_in(emu, database, name="items", **kwargs)
+        result = run_in(emu, url or database, {"name": "items", **(request or {})}, **kwargs)
         captured = capfd.readouterr()
         evidence = (
             json.dumps(
@@ -80,7 +81,7 @@ def lambda_attempts(result: LocalRunResult, state: str) -> int:
 
 
 def test_happy_path_with_verify(run) -> None:
-    result = run(verify=True)
+    result = run({"verify": True})
     assert result.execution.status == "SUCCEEDED"
     visited = result.execution.visited
     for state in (
@@ -145,16 +146,16 @@ def assert_every_edge_parses(result: LocalRunResult) -> set[str]:
 
 
 def test_every_edge_of_the_history_parses_as_its_model(run) -> None:
-    happy = assert_every_edge_parses(run(verify=True))
+    happy = assert_every_edge_parses(run({"verify": True}))
     assert {"target", "preflight", "dump", "verify", "prune", "lock", "report"} <= happy
-    failed = assert_every_edge_parses(run(verify=False, scenario="AuthFailure"))
+    failed = assert_every_edge_parses(run({"verify": False}, scenario="AuthFailure"))
     assert {"target", "error", "report"} <= failed
-    warned = assert_every_edge_parses(run(verify=False, scenario="PruneFailure"))
+    warned = assert_every_edge_parses(run({"verify": False}, scenario="PruneFailure"))
     assert "prune_error" in warned
 
 
 def test_happy_path_without_verify_and_no_success_notification(run) -> None:
-    result = run(verify=False, notify_on_success=False)
+    result = run({"verify": False, "notify_on_success": False})
     assert result.execution.status == "SUCCEEDED"
     assert "SkipVerify" in result.execution.visited
     assert "Verify" not in result.execution.visited
@@ -164,7 +165,7 @@ def test_happy_path_without_verify_and_no_success_notification(run) -> None:
 
 
 def test_transient_preflight_failure_is_retried_then_succeeds(run) -> None:
-    result = run(verify=False, scenario="PreflightTransientFailure")
+    result = run({"verify": False}, scenario="PreflightTransientFailure")
     assert result.execution.status == "SUCCEEDED"
     failures = [e for e in result.execution.history if e["type"] == "TaskFailed"]
     assert [e["taskFailedEventDetails"]["error"] for e in failures] == ["PreflightConnectionError"]
@@ -175,7 +176,7 @@ def test_transient_preflight_failure_is_retried_then_succeeds(run) -> None:
 def test_auth_failure_is_not_retried_notifies_and_fails(emu, make_database, capfd) -> None:
     url = make_database(SAMPLE).replace(BACKUP_PASSWORD, "wrong-password")
     emu.reset()
-    result = run_in(emu, url, name="items", verify=False)
+    result = run_in(emu, url, {"name": "items", "verify": False})
     assert BACKUP_PASSWORD not in capfd.readouterr().out
     assert result.execution.status == "FAILED"
     assert result.execution.error == "PreflightAuthError"
@@ -185,40 +186,31 @@ def test_auth_failure_is_not_retried_notifies_and_fails(emu, make_database, capf
     assert result.objects == {}
 
 
-def test_dump_exiting_non_zero_notifies_fails_and_releases_the_lock(run) -> None:
-    # A setting the server rejects: pg_dump (and only the task) cannot connect.
-    result = run(verify=False, task_environment={"PGOPTIONS": "-c no_such.setting_x=1 -c x=1"})
+def test_dump_timeout_drill_is_reported_as_a_task_timeout(run) -> None:
+    result = run({"verify": False}, scenario="DumpTimeout")
     assert result.execution.status == "FAILED"
-    assert result.execution.error == "States.TaskFailed"
-    cause = json.loads(result.execution.cause)
-    assert cause["Containers"][0]["ExitCode"] != 0
-    assert "Record" not in result.execution.visited
+    assert result.execution.error == "TaskTimeoutError"
+    assert "task.timeout_seconds (21600 s)" in json.loads(result.execution.cause)["errorMessage"]
     assert "ReleaseLockAfterFailure" in result.execution.visited
     assert not any(key.endswith(".lock") for key in result.objects)
-    assert not any(key.endswith(".manifest.json") for key in result.objects)
-    assert "FAILED: States.TaskFailed" in result.notifications[0]["subject"]
+    assert "FAILED: TaskTimeoutError" in result.notifications[0]["subject"]
+    assert TaskTimeoutError.next_step in result.notifications[0]["message"]
 
 
-def test_dump_timeout_notifies_and_fails(run) -> None:
-    result = run(verify=False, scenario="DumpTimeout")
+def test_verify_exit_52_without_an_outcome_is_named_by_its_exit_code(run) -> None:
+    # The drill fails the Verify state as ECS would, without running the task: no verdict,
+    # no outcome document; the exit code alone names the error.
+    result = run({"verify": True}, scenario="VerifyMismatch")
     assert result.execution.status == "FAILED"
-    assert result.execution.error == "States.Timeout"
-    assert "ReleaseLockAfterFailure" in result.execution.visited
-    assert not any(key.endswith(".lock") for key in result.objects)
-    assert "States.Timeout" in result.notifications[0]["subject"]
-
-
-def test_verify_mismatch_notifies_and_is_not_marked_verified(run) -> None:
-    result = run(verify=True, scenario="VerifyMismatch")
-    assert result.execution.status == "FAILED"
-    assert "Verify" in result.execution.visited and "Prune" not in result.execution.visited
+    assert result.execution.error == "VerifyMismatchError"
+    assert "exited with code 52" in json.loads(result.execution.cause)["errorMessage"]
+    assert "Prune" not in result.execution.visited
     assert not any(key.endswith(".verified.json") for key in result.objects)
-    assert any(key.endswith(".manifest.json") for key in result.objects)
-    assert "FAILED" in result.notifications[0]["subject"]
+    assert "FAILED: VerifyMismatchError" in result.notifications[0]["subject"]
 
 
 def test_prune_failure_succeeds_with_a_warning(run) -> None:
-    result = run(verify=False, notify_on_success=False, scenario="PruneFailure")
+    result = run({"verify": False, "notify_on_success": False}, scenario="PruneFailure")
     assert result.execution.status == "SUCCEEDED"
     report = result.execution.output
     assert report["status"] == "SUCCEEDED_WITH_WARNINGS"
@@ -245,7 +237,7 @@ def test_lock_held_by_a_running_execution_is_a_clear_skip(run, emu: Emulator) ->
         emu.client("s3").put_object(Bucket=stack.bucket, Key="items/.lock", Body=json.dumps(body))
         holder["body"] = json.dumps(body)
 
-    result = run(verify=False, before_start=hold_lock)
+    result = run({"verify": False}, before_start=hold_lock)
     emu.client("stepfunctions").stop_execution(executionArn=holder["arn"])
     assert result.execution.status == "SUCCEEDED"
     assert result.execution.output["status"] == "SKIPPED"

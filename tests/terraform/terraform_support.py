@@ -185,6 +185,10 @@ class Statement:
     effect: str
     actions: tuple[str, ...]
     resources: tuple[str, ...]
+    # (test, variable) of each condition, and whether the statement names principals
+    # (a resource policy: bucket, key, topic, queue).
+    conditions: tuple[tuple[str, str], ...] = ()
+    has_principals: bool = False
 
 
 def policy_statements(hcl: dict[str, list[dict[str, Any]]]) -> list[Statement]:
@@ -212,6 +216,20 @@ def policy_statements(hcl: dict[str, list[dict[str, Any]]]) -> list[Statement]:
                     effect=unquote(statement.get("effect", '"Allow"')),
                     actions=tuple(expand_actions(statement.get("actions", []), action_sets)),
                     resources=tuple(unquote(resource) for resource in resources),
+                    conditions=tuple(
+                        (unquote(c.get("test", "")), unquote(c.get("variable", "")))
+                        for c in statement.get("condition", [])
+                    ),
+                    has_principals=bool(statement.get("principals")),
                 )
             )
+    return found
+
+
+def source_documents(hcl: dict[str, list[dict[str, Any]]]) -> dict[str, list[str]]:
+    """document -> the documents its source_policy_documents merge in."""
+    found: dict[str, list[str]] = {}
+    for document, body in blocks(hcl, "data", "aws_iam_policy_document").items():
+        sources = str(body.get("source_policy_documents", ""))
+        found[document] = re.findall(r"data\.aws_iam_policy_document\.([a-z_]+)", sources)
     return found

@@ -22,12 +22,15 @@ import pytest
 
 from tests.terraform.terraform_support import (
     MODULE,
+    REPO,
     STATE_MACHINE,
     Statement,
+    Terraform,
     blocks,
     load_hcl,
     locals_map,
     policy_statements,
+    source_documents,
     unquote,
 )
 
@@ -76,6 +79,11 @@ WILDCARD_RESOURCE_ALLOW_LIST: dict[tuple[str, str], tuple[frozenset[str], str]] 
         frozenset({"ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets"}),
         "EC2 Describe* actions have no resource-level permissions (Lambda VPC access)",
     ),
+    ("task_failure", "FindTasksOfRun"): (
+        frozenset({"ecs:ListTasks"}),
+        "ecs:ListTasks authorizes on container instances (Fargate has none); the ecs:cluster "
+        "condition scopes it to the module's cluster",
+    ),
     ("task_execution", "EcrLogin"): (
         frozenset({"ecr:GetAuthorizationToken"}),
         "ecr:GetAuthorizationToken is account-wide and takes only '*'",
@@ -102,6 +110,7 @@ SERVICE_WILDCARD_ALLOW_LIST = {("kms", "AccountAdministration", "kms:*")}
 
 # The container environment names the state machine may set (the CLI's inputs).
 CONTAINER_ENV_ALLOW_LIST = {
+    "PGAUTODUMPER_TASK",
     "PGAUTODUMPER_SECRET_ID",
     "PGAUTODUMPER_SECRET_VERSION_ID",
     "PGAUTODUMPER_BUCKET",
@@ -257,6 +266,115 @@ def object_lock_violations(hcl: dict) -> list[str]:
     return violations
 
 
+def list_bucket_violations(statements: list[Statement], sources: dict[str, list[str]]) -> list[str]:
+    """An identity policy that reads objects can tell a missing key from a denied one.
+
+    Without s3:ListBucket, S3 answers a GET or HEAD of a missing key with 403 instead of
+    404 (https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html,
+    "Permissions"): the lock, a task's outcome document and a verdict may all be absent.
+    So every document that allows s3:GetObject (itself or through its source documents)
+    also allows s3:ListBucket, scoped by an s3:prefix condition.
+    """
+    by_document: dict[str, list[Statement]] = {}
+    for st in statements:
+        by_document.setdefault(st.document, []).append(st)
+
+    def effective(document: str, seen: frozenset[str] = frozenset()) -> list[Statement]:
+        found = list(by_document.get(document, []))
+        for source in sources.get(document, []):
+            if source not in seen:
+                found += effective(source, seen | {document})
+        return found
+
+    violations = []
+    for document in sorted(set(by_document) | set(sources)):
+        allowed = [
+            st for st in effective(document) if st.effect == "Allow" and not st.has_principals
+        ]
+        if not any("s3:GetObject" in st.actions for st in allowed):
+            continue
+        listing = [st for st in allowed if "s3:ListBucket" in st.actions]
+        if not listing:
+            violations.append(
+                f"{document}: s3:GetObject without s3:ListBucket (a missing key is 403)"
+            )
+        elif not all(any(var == "s3:prefix" for _, var in st.conditions) for st in listing):
+            violations.append(f"{document}: s3:ListBucket not scoped by an s3:prefix condition")
+    return violations
+
+
+################################################################################
+# The vault: what a primary-account principal can do there (rendered policies)
+################################################################################
+
+# What must never be possible for the primary account in the vault.
+VAULT_FORBIDDEN_S3 = [
+    "s3:DeleteObject", "s3:DeleteObjectVersion", "s3:PutObjectRetention",
+    "s3:BypassGovernanceRetention", "s3:PutObjectLegalHold", "s3:ReplicateDelete",
+    "s3:PutBucketObjectLockConfiguration", "s3:PutLifecycleConfiguration", "s3:PutBucketPolicy",
+    "s3:DeleteBucketPolicy", "s3:DeleteBucket", "s3:PutBucketVersioning",
+    "s3:PutEncryptionConfiguration", "s3:PutReplicationConfiguration",
+]  # fmt: skip
+VAULT_FORBIDDEN_KMS = [
+    "kms:ScheduleKeyDeletion", "kms:DisableKey", "kms:PutKeyPolicy", "kms:CreateGrant",
+    "kms:DisableKeyRotation", "kms:CancelKeyDeletion", "kms:UpdateKeyDescription",
+]  # fmt: skip
+
+
+def _listed(value: Any) -> list[str]:
+    return value if isinstance(value, list) else [value]
+
+
+def _matches(pattern: str, value: str) -> bool:
+    regex = "^" + re.escape(pattern).replace(r"\*", ".*").replace(r"\?", ".") + "$"
+    return re.match(regex, value, re.IGNORECASE) is not None
+
+
+def _denied_for_account(policy: dict, action: str, resource: str, account: str) -> bool:
+    """Does an explicit Deny of this resource policy apply to any principal of ``account``?
+
+    Conditions other than aws:PrincipalAccount = account make a Deny not count (a
+    conditional deny is not a guarantee).
+    """
+    for st in _listed(policy.get("Statement", [])):
+        if st.get("Effect") != "Deny":
+            continue
+        if "Action" in st and not any(_matches(a, action) for a in _listed(st["Action"])):
+            continue
+        if "NotAction" in st and any(_matches(a, action) for a in _listed(st["NotAction"])):
+            continue
+        if "Resource" in st and not any(_matches(r, resource) for r in _listed(st["Resource"])):
+            continue
+        if "NotResource" in st and any(_matches(r, resource) for r in _listed(st["NotResource"])):
+            continue
+        conditions = st.get("Condition", {})
+        if conditions != {
+            "StringEquals": {
+                "aws:PrincipalAccount": conditions.get("StringEquals", {}).get(
+                    "aws:PrincipalAccount"
+                )
+            }
+        }:
+            continue
+        if account in _listed(conditions["StringEquals"]["aws:PrincipalAccount"]):
+            return True
+    return False
+
+
+def vault_violations(bucket_policy: dict, key_policy: dict, bucket_arn: str, account: str,
+                     backup_key: str) -> list[str]:  # fmt: skip
+    """Every destructive action of every primary-account principal is explicitly denied."""
+    violations = []
+    for action in VAULT_FORBIDDEN_S3:
+        for resource in (bucket_arn, f"{bucket_arn}/{backup_key}"):
+            if not _denied_for_account(bucket_policy, action, resource, account):
+                violations.append(f"bucket policy: {action} on {resource} not denied to {account}")
+    for action in VAULT_FORBIDDEN_KMS:
+        if not _denied_for_account(key_policy, action, "*", account):
+            violations.append(f"key policy: {action} not denied to {account}")
+    return violations
+
+
 ################################################################################
 # The module passes them
 ################################################################################
@@ -291,6 +409,44 @@ def test_allow_list_has_no_stale_entries(statements: list[Statement]) -> None:
 def test_prune_can_never_bypass_object_lock(statements: list[Statement]) -> None:
     denies = [st for st in statements if st.document == "prune" and st.effect == "Deny"]
     assert any("s3:BypassGovernanceRetention" in st.actions for st in denies)
+
+
+def test_every_reader_of_a_possibly_absent_key_may_list(module_hcl: dict, statements) -> None:
+    assert list_bucket_violations(statements, source_documents(module_hcl)) == []
+    # The roles the issue names are among those checked.
+    readers = {st.document for st in statements if "s3:GetObject" in st.actions}
+    assert {"release_lock", "record", "task", "preflight"} <= readers
+
+
+def test_list_bucket_check_catches_a_reader_without_it(tmp_path: Path) -> None:
+    hcl = _write(
+        tmp_path,
+        """
+data "aws_iam_policy_document" "release_lock" {
+  statement {
+    actions   = ["s3:GetObject", "s3:DeleteObject"]
+    resources = ["arn:aws:s3:::b/backups/*/.lock"]
+  }
+}
+data "aws_iam_policy_document" "record" {
+  statement {
+    actions   = ["s3:GetObject"]
+    resources = ["arn:aws:s3:::b/backups/*"]
+  }
+  statement {
+    actions   = ["s3:ListBucket"]
+    resources = ["arn:aws:s3:::b"]
+  }
+}
+data "aws_iam_policy_document" "record_verify" {
+  source_policy_documents = [data.aws_iam_policy_document.record.json]
+}
+""",
+    )
+    violations = list_bucket_violations(policy_statements(hcl), source_documents(hcl))
+    assert "release_lock: s3:GetObject without s3:ListBucket (a missing key is 403)" in violations
+    assert "record: s3:ListBucket not scoped by an s3:prefix condition" in violations
+    assert "record_verify: s3:ListBucket not scoped by an s3:prefix condition" in violations
 
 
 def test_state_machine_passes_only_the_two_task_roles(module_hcl: dict) -> None:
@@ -476,3 +632,103 @@ def test_templatefile_supplies_exactly_the_asl_placeholders() -> None:
     assert placeholders == _templatefile_vars()
     rendered = re.sub(r"\$\{([a-z_]+)\}", lambda m: f"dummy-{m.group(1)}", text)
     json.loads(rendered)  # renders to valid JSON
+
+
+################################################################################
+# The vault: the primary account cannot delete there or shorten retention
+################################################################################
+
+VAULT_PLAN = REPO / "tests" / "terraform" / "vault_plan"
+PRIMARY_ACCOUNT = "111111111111"
+
+
+@pytest.fixture(scope="module")
+def vault_policies(terraform: Terraform, module_copy: Path, moto_server: str) -> dict:
+    """modules/vault's bucket and key policies as Terraform renders them (a plan)."""
+    import shutil
+
+    directory = module_copy.parent / "tests" / "terraform" / "vault_plan"
+    shutil.copytree(VAULT_PLAN, directory)
+    assert (
+        terraform.run("init", "-backend=false", cwd=directory, label="init vault plan").returncode
+        == 0
+    )
+    plan = terraform.run(
+        "plan", "-refresh=false", "-out=plan.bin", f"-var=moto_endpoint={moto_server}",
+        cwd=directory, label="plan vault",
+    )  # fmt: skip
+    assert plan.returncode == 0, plan.stdout[-3000:] + plan.stderr[-3000:]
+    shown = json.loads(terraform.run("show", "-json", "plan.bin", cwd=directory).stdout)
+    rendered = {}
+    for change in shown["resource_changes"]:
+        after = change["change"]["after"] or {}
+        if change["type"] == "aws_s3_bucket_policy":
+            rendered["bucket"] = json.loads(after["policy"])
+        if change["type"] == "aws_kms_key":
+            rendered["key"] = json.loads(after["policy"])
+        if change["type"] == "aws_s3_bucket_object_lock_configuration":
+            rendered["lock"] = after["rule"][0]["default_retention"][0]
+    return rendered
+
+
+def test_primary_account_cannot_delete_or_shorten_retention_in_the_vault(
+    vault_policies: dict,
+) -> None:
+    assert vault_policies["lock"]["mode"] == "COMPLIANCE"
+    assert (
+        vault_violations(
+            vault_policies["bucket"],
+            vault_policies["key"],
+            "arn:aws:s3:::pgautodumper-vault-plan",
+            PRIMARY_ACCOUNT,
+            "backups/orders/2026/01/31/20260131T021500Z-abc.dump.zst",
+        )
+        == []
+    )
+    # A verify run may drop a delete marker on its own lock, nothing else.
+    assert not _denied_for_account(
+        vault_policies["bucket"], "s3:DeleteObject",
+        "arn:aws:s3:::pgautodumper-vault-plan/backups/orders/.lock", PRIMARY_ACCOUNT,
+    )  # fmt: skip
+    # The vault account itself keeps administering its key.
+    assert not _denied_for_account(
+        vault_policies["key"], "kms:ScheduleKeyDeletion", "*", "210987654321"
+    )
+
+
+def test_primary_replication_never_replicates_deletes(module_hcl: dict, statements) -> None:
+    actions = {a for st in statements if st.document == "vault_replication" for a in st.actions}
+    assert "s3:ReplicateObject" in actions
+    assert not {a for a in actions if "Delete" in a}, actions
+    replication = blocks(module_hcl, "resource", "aws_s3_bucket_replication_configuration")["vault"]
+    rule = replication["rule"][0]
+    assert unquote(rule["delete_marker_replication"][0]["status"]) == "Disabled"
+    criteria = rule["source_selection_criteria"][0]
+    assert unquote(criteria["replica_modifications"][0]["status"]) == "Disabled"
+
+
+def test_vault_check_catches_a_policy_that_lets_the_primary_delete() -> None:
+    bucket = "arn:aws:s3:::v"
+    lax = {"Statement": [
+        {"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{PRIMARY_ACCOUNT}:root"},
+         "Action": "s3:*", "Resource": [bucket, f"{bucket}/*"]},
+        # A deny that only holds without TLS is no guarantee.
+        {"Effect": "Deny", "Principal": "*", "Action": "s3:*", "Resource": f"{bucket}/*",
+         "Condition": {"Bool": {"aws:SecureTransport": "false"}}},
+        # Denies deletes of the wrong bucket.
+        {"Effect": "Deny", "Principal": "*", "Action": "s3:DeleteObjectVersion",
+         "Resource": "arn:aws:s3:::other/*",
+         "Condition": {"StringEquals": {"aws:PrincipalAccount": PRIMARY_ACCOUNT}}},
+    ]}  # fmt: skip
+    key = {"Statement": [
+        {"Effect": "Deny", "Principal": "*",
+         "NotAction": ["kms:Decrypt", "kms:ScheduleKeyDeletion"], "Resource": "*",
+         "Condition": {"StringEquals": {"aws:PrincipalAccount": PRIMARY_ACCOUNT}}},
+    ]}  # fmt: skip
+    violations = vault_violations(lax, key, bucket, PRIMARY_ACCOUNT, "backups/x.dump.zst")
+    backup = f"{bucket}/backups/x.dump.zst"
+    assert f"bucket policy: s3:DeleteObjectVersion on {backup} not denied to 111111111111" in (
+        violations
+    )
+    assert f"key policy: kms:ScheduleKeyDeletion not denied to {PRIMARY_ACCOUNT}" in violations
+    assert f"key policy: kms:PutKeyPolicy not denied to {PRIMARY_ACCOUNT}" not in violations

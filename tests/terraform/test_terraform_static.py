@@ -20,7 +20,7 @@ EXAMPLES = sorted(path.name for path in (MODULE / "examples").iterdir() if path.
 
 
 def test_examples_exist() -> None:
-    assert {"complete", "local"} <= set(EXAMPLES)
+    assert {"complete", "local", "smoke", "vault"} <= set(EXAMPLES)
 
 
 def test_fmt_check_recursive(terraform: Terraform, module_copy: Path) -> None:

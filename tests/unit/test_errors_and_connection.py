@@ -53,10 +53,11 @@ def test_malformed_secret_names_keys_not_values():
 
 
 def test_manifest_of_unknown_version_is_refused():
-    with pytest.raises(errors.ManifestError, match="format_version 2"):
-        parse_manifest(b'{"format_version": 2}', "k")
-    with pytest.raises(errors.ManifestError, match="incomplete or invalid"):
-        parse_manifest(b'{"format_version": 1}', "k")
+    with pytest.raises(errors.ManifestError, match="format_version 3; this pgautodumper reads"):
+        parse_manifest(b'{"format_version": 3}', "k")
+    for known in (1, 2):
+        with pytest.raises(errors.ManifestError, match="incomplete or invalid"):
+            parse_manifest(b'{"format_version": %d}' % known, "k")
 
 
 def test_the_installed_pg_dump_is_found_and_a_future_server_is_refused():
@@ -66,3 +67,37 @@ def test_the_installed_pg_dump_is_found_and_a_future_server_is_refused():
     assert find_tool("pg_dump", newest.major).major == newest.major
     with pytest.raises(errors.PgVersionMismatchError, match=f"PostgreSQL {newest.major + 1}"):
         find_tool("pg_dump", newest.major + 1)
+
+
+def test_every_error_class_has_its_own_next_step():
+    """What a notification tells the person on call lives with the class, for every class."""
+    for cls in errors.error_classes():
+        step = cls.__dict__.get("next_step")
+        assert isinstance(step, str) and len(step) > 20, f"{cls.__name__} has no next step"
+
+
+def test_exit_codes_map_back_to_the_error_a_task_exits_with():
+    for cls in errors.error_classes():
+        found = errors.by_exit_code(cls.exit_code)
+        if cls.__subclasses__() or cls.__name__.startswith("Preflight") or cls.exit_code == 1:
+            continue
+        # A task's bad input exits 2 whichever way it was bad: the parent names it.
+        expected = errors.UsageError if cls is errors.RequestInvalidError else cls
+        assert found is expected, (cls.__name__, found)
+    assert errors.by_exit_code(31) is errors.StorageAccessDeniedError
+    assert errors.by_exit_code(52) is errors.VerifyMismatchError
+    assert errors.by_exit_code(99) is None
+
+
+def test_next_steps_for_our_names_and_aws_names():
+    assert errors.next_step_for("LockTimeoutError") == errors.LockTimeoutError.next_step
+    assert "timeout" in errors.next_step_for("States.Timeout")
+    assert errors.next_step_for("Lambda.ServiceException")
+    assert errors.next_step_for("SomethingNew") == errors.PgautodumperError.next_step
+
+
+def test_only_transient_errors_are_retried():
+    retryable = {cls.__name__ for cls in errors.error_classes() if cls.retryable}
+    assert retryable == {
+        "DatabaseUnreachableError", "PreflightConnectionError", "StorageUnavailableError"
+    }  # fmt: skip

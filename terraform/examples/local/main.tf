@@ -55,7 +55,7 @@ module "pgautodumper" {
   source = "../.."
 
   name_prefix     = var.name_prefix
-  task_image      = "pgautodumper:local"
+  task_image      = "pgautodumper-task:local"
   lambda_zip_path = var.lambda_zip_path
 
   vpc_id     = aws_vpc.local.id

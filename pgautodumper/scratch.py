@@ -1,4 +1,5 @@
-"""A throwaway PostgreSQL server for the local runtime, tests and benchmarks.
+"""A throwaway PostgreSQL server: the verify task's scratch server (production code,
+run inside the Fargate task), and the local runtime's, tests' and benchmarks' database.
 
 ``initdb`` into a temporary directory, listen on 127.0.0.1 with scram
 passwords, stop and delete everything on exit. PostgreSQL refuses to run as
@@ -154,7 +155,7 @@ class ThrowawayPostgres:
 
 
 def main() -> None:
-    """``python -m pgautodumper.local.postgres``: start a server, print ``ROOT PORT``.
+    """``python -m pgautodumper.scratch``: start a server, print ``ROOT PORT``.
 
     CI starts PostgreSQL this way before the tests (which attach to it through
     ``PGAUTODUMPER_TEST_PG=ROOT:PORT``); it stays up until SIGTERM.

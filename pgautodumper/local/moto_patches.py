@@ -7,154 +7,47 @@ once, and is idempotent. Nothing outside this module touches moto privates.
 
 Lambda
     ``Invoke`` (from the Step Functions engine and from the HTTP API alike)
-    imports the function's configured ``Handler`` string
-    (``lambdas.preflight.handler``) and calls it in-process with the
-    function's environment variables applied for the call and a fake
-    ``LambdaContext``. A raised exception becomes the function error whose
-    ``errorType`` is the exception's class name, so ``Retry``/``Catch`` match it.
+    runs the function's configured ``Handler`` (``lambdas.preflight.handler``)
+    in the local Lambda runtime (:mod:`lambda_runtime`: a process of its own
+    per invocation, with the function's environment). A raised exception
+    becomes the function error whose ``errorType`` is the exception's class
+    name, so ``Retry``/``Catch`` match it.
 ECS
-    ``RunTask`` starts the task's entrypoint as a local subprocess with the
-    task definition's container environment plus the overrides; the task is
-    RUNNING until it exits, then STOPPED with the container's exit code.
-    The ``.sync`` integration gets its parameter-name conversion from
-    botocore's service model (moto's is an empty stub), fails the state with
-    ``States.TaskFailed`` and the task JSON as cause when the container exits
-    non-zero, and stops the task when the state times out. Fargate containers
-    without container-level memory and VPCs without DNS hostnames work.
+    ``RunTask`` hands each task to the emulator's :class:`~ecs_runner.TaskRunner`
+    (a local process per task). The ``.sync`` integration gets its
+    parameter-name conversion from botocore's service model (moto's is an
+    empty stub), fails the state with ``States.TaskFailed`` and the task JSON
+    as cause when the container exits non-zero or never started, and stops
+    the task when the state times out. Fargate containers without
+    container-level memory and VPCs without DNS hostnames work.
 Step Functions
     The HTTP API gains ``ValidateStateMachineDefinition`` and
     ``ListStateMachineVersions`` (the Terraform AWS provider calls both), the
-    ASL engine is switched on, and Step Functions Local's ``MockConfigFile``
-    format is loaded: ``StartExecution`` on ``<state machine ARN>#<TestCase>``
-    runs that test case. One extension: a state whose mocked responses are
-    exhausted (retry number beyond the last range) runs its real integration,
-    so "fail once, then really succeed" drills work. A Fail state's
-    ``ErrorPath`` and a mocked ``Throw`` may name a ``States.*`` error, as in AWS.
+    ASL engine is switched on, and ``StartExecution`` on ``<state machine
+    ARN>#<TestCase>`` runs a test case of the loaded ``MockConfigFile``
+    (:mod:`mock_config`), with one extension: a state whose mocked responses
+    are exhausted runs its real integration. A Fail state's ``ErrorPath`` and
+    a mocked ``Throw`` may name a ``States.*`` error, as in AWS.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
-import os
-import subprocess
 import sys
-import tempfile
 import threading
-import time
-import traceback
-import uuid
-from contextlib import contextmanager
-from dataclasses import dataclass, field
 from functools import cache
-from pathlib import Path
 from typing import Any
 
-from pgautodumper.errors import PgautodumperError
-
-# The task image's ENTRYPOINT (task_image/Dockerfile): a container definition
-# without ``entryPoint`` runs ``pgautodumper <command>``.
-IMAGE_ENTRYPOINT = ("pgautodumper",)
-STOP_GRACE_SECONDS = 10
-REPO = Path(__file__).resolve().parents[2]
+from pgautodumper.local import ecs_runner, lambda_runtime, mock_config
+from pgautodumper.local.lambda_runtime import FakeLambdaContext, LocalRuntimeError
 
 _applied = False
 _apply_lock = threading.Lock()
-# Handlers share the process environment: one invocation at a time.
-_invoke_lock = threading.RLock()
-_mock_config: dict[str, Any] | None = None
 _engine_endpoint: str | None = None
 _pending_mock = threading.local()
 
 
-class LocalRuntimeError(PgautodumperError):
-    """The local runtime could not emulate a service call."""
-
-
 # -- Lambda -------------------------------------------------------------------
-
-
-@dataclass
-class FakeLambdaContext:
-    """The attributes powertools and handlers read from a ``LambdaContext``."""
-
-    function_name: str
-    invoked_function_arn: str
-    memory_limit_in_mb: int = 128
-    timeout_seconds: int = 3
-    function_version: str = "$LATEST"
-    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    log_group_name: str = ""
-    log_stream_name: str = ""
-    _deadline: float = field(default=0.0, repr=False)
-
-    def __post_init__(self) -> None:
-        self.log_group_name = f"/aws/lambda/{self.function_name}"
-        self.log_stream_name = f"local/{self.aws_request_id}"
-        self._deadline = time.monotonic() + self.timeout_seconds
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self._deadline - time.monotonic()) * 1000))
-
-
-def resolve_handler(handler: str) -> Any:
-    """``"lambdas.preflight.handler"`` → the callable, imported in this process."""
-    if str(REPO) not in sys.path:
-        # The handlers live in the repository's lambdas/ package, beside this one.
-        sys.path.insert(0, str(REPO))
-    module_name, _, attribute = handler.rpartition(".")
-    if not module_name:
-        raise LocalRuntimeError(
-            f"lambda handler {handler!r} is not of the form 'module.function'",
-            hint="set the function's Handler to e.g. 'lambdas.preflight.handler'",
-        )
-    try:
-        return getattr(importlib.import_module(module_name), attribute)
-    except (ImportError, AttributeError) as exc:
-        raise LocalRuntimeError(
-            f"lambda handler {handler!r} cannot be imported: {exc}",
-            hint="run from the repository root, or install the package",
-        ) from exc
-
-
-@contextmanager
-def _environment(variables: dict[str, str]):
-    saved = {key: os.environ.get(key) for key in variables}
-    os.environ.update(variables)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
-def invoke_handler(
-    handler: str, event: Any, context: FakeLambdaContext, environment: dict[str, str]
-) -> tuple[Any, bool]:
-    """Call a handler the way the Lambda runtime does: ``(payload, errored)``.
-
-    An exception becomes ``{"errorType": <class name>, "errorMessage": ...}``,
-    the payload AWS returns with ``FunctionError: Unhandled``.
-    """
-    variables = {
-        # X-Ray has no daemon here; the rest of powertools runs as in AWS.
-        "POWERTOOLS_TRACE_DISABLED": "true",
-        "AWS_LAMBDA_FUNCTION_NAME": context.function_name,
-        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(context.memory_limit_in_mb),
-        **{key: str(value) for key, value in environment.items()},
-    }
-    with _invoke_lock, _environment(variables):
-        try:
-            return resolve_handler(handler)(event, context), False
-        except Exception as exc:
-            return {
-                "errorType": type(exc).__name__,
-                "errorMessage": str(exc),
-                "stackTrace": traceback.format_tb(exc.__traceback__)[-5:],
-            }, True
 
 
 def _lambda_invoke(self: Any, body: str, request_headers: Any, response_headers: Any) -> bytes:
@@ -165,105 +58,16 @@ def _lambda_invoke(self: Any, body: str, request_headers: Any, response_headers:
         memory_limit_in_mb=int(self.memory_size or 128),
         timeout_seconds=int(self.timeout or 3),
     )
-    payload, errored = invoke_handler(self.handler, event, context, self.environment_vars or {})
+    runtime = lambda_runtime.active
+    if runtime is None:
+        raise LocalRuntimeError("Lambda Invoke outside a running emulator", hint="start one first")
+    payload, errored = runtime.invoke(self.handler, event, context, self.environment_vars or {})
     if errored:
         response_headers["x-amz-function-error"] = "Unhandled"
     return json.dumps(payload, default=str).encode("utf-8")
 
 
 # -- ECS ------------------------------------------------------------------------
-
-
-@dataclass
-class LocalTask:
-    """A task's essential container, running as a local process."""
-
-    argv: list[str]
-    process: subprocess.Popen[bytes]
-    log_path: Path
-    exit_code: int | None = None
-    stop_reason: str = ""
-
-    @property
-    def running(self) -> bool:
-        return self.exit_code is None
-
-    def stop(self, reason: str) -> None:
-        self.stop_reason = self.stop_reason or reason
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=STOP_GRACE_SECONDS)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-
-_local_tasks: list[LocalTask] = []
-task_log_dir = Path(tempfile.gettempdir())
-
-
-def local_tasks() -> list[LocalTask]:
-    return list(_local_tasks)
-
-
-def stop_all_tasks() -> None:
-    """Stop every task still running (the emulator calls this on exit)."""
-    for task in _local_tasks:
-        task.stop("the local runtime shut down")
-
-
-def container_argv(container: dict[str, Any], command_override: list[str] | None) -> list[str]:
-    entry = list(container.get("entryPoint") or IMAGE_ENTRYPOINT)
-    command = list(
-        command_override if command_override is not None else container.get("command") or []
-    )
-    argv = entry + command
-    if argv and argv[0] == "pgautodumper":
-        # The image's console script, run with this interpreter.
-        argv = [sys.executable, "-m", "pgautodumper", *argv[1:]]
-    return argv
-
-
-def container_environment(container: dict[str, Any], override: dict[str, Any]) -> dict[str, str]:
-    """The task definition's environment, then the overrides (they win, as in ECS)."""
-    merged = {item["name"]: item["value"] for item in container.get("environment") or []}
-    merged.update({item["name"]: item["value"] for item in override.get("environment") or []})
-    return merged
-
-
-def _start_local_task(task: Any, task_definition: Any, overrides: dict[str, Any] | None) -> None:
-    container = task_definition.container_definitions[0]
-    override = next(
-        (
-            item
-            for item in (overrides or {}).get("containerOverrides") or []
-            if item.get("name") in (None, container.get("name"))
-        ),
-        {},
-    )
-    argv = container_argv(container, override.get("command"))
-    env = {**os.environ, **container_environment(container, override)}
-    log_path = task_log_dir / f"pgad-task-{task.id}.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
-    local = LocalTask(argv=argv, process=process, log_path=log_path)
-    task._pgad_local = local
-    _local_tasks.append(local)
-
-    def wait() -> None:
-        code = process.wait()
-        for moto_container in task.containers:
-            moto_container.exitCode = code
-            moto_container.last_status = "STOPPED"
-        task.desired_status = "STOPPED"
-        task.stopped_reason = local.stop_reason or "Essential container in task exited"
-        local.exit_code = code
-
-    threading.Thread(target=wait, name=f"pgad-task-{task.id}", daemon=True).start()
 
 
 def _patch_ecs() -> None:
@@ -277,11 +81,16 @@ def _patch_ecs() -> None:
     original_last_status = ecs_models.Task.last_status
 
     def run_task(self: Any, cluster_str: str, task_definition_str: str, *args: Any, **kw: Any):
+        runner = ecs_runner.active
+        if runner is None:
+            raise LocalRuntimeError(
+                "ECS RunTask outside a running emulator", hint="start an Emulator first"
+            )
         tasks = original_run_task(self, cluster_str, task_definition_str, *args, **kw)
         overrides = args[1] if len(args) > 1 else kw.get("overrides")
         task_definition = self.describe_task_definition(task_definition_str)
         for task in tasks:
-            _start_local_task(task, task_definition, overrides)
+            runner.start(task, task_definition, overrides)
         return tasks
 
     def stop_task(self: Any, cluster_str: str, task_str: str, reason: str) -> Any:
@@ -407,7 +216,9 @@ def _patch_sfn_ecs_integration() -> None:
             described.pop("ResponseMetadata", None)
             self._normalise_response(described, service_action_name="describe_tasks")
             task = described["Tasks"][0]
-            if any(c.get("ExitCode") not in (0, None) for c in task.get("Containers", [])):
+            # AWS fails a .sync task whose essential container exited non-zero, or that
+            # never ran (no exit code: image pull, ENI, secrets), with the task as cause.
+            if any(c.get("ExitCode") != 0 for c in task.get("Containers", [])):
                 raise _task_failed(env, self, "States.TaskFailed", to_json_str(task))
             return task
 
@@ -504,49 +315,6 @@ def _patch_boto_client_for() -> None:
 # -- MockConfigFile ----------------------------------------------------------------
 
 
-def load_mock_config(source: Path | dict[str, Any] | None) -> None:
-    """Load a Step Functions Local ``MockConfigFile`` (path or parsed JSON); None unloads."""
-    global _mock_config
-    if source is None or isinstance(source, dict):
-        _mock_config = source
-    else:
-        _mock_config = json.loads(Path(source).read_text())
-
-
-def mock_test_case(state_machine_name: str, test_case: str) -> Any:
-    """Build moto's ``MockTestCase`` from the loaded file (Step Functions Local semantics)."""
-    from moto.stepfunctions.parser.mocking import mock_config as mc
-
-    config = _mock_config or {}
-    cases = config.get("StateMachines", {}).get(state_machine_name, {}).get("TestCases", {})
-    if test_case not in cases:
-        raise LocalRuntimeError(
-            f"no test case {test_case!r} for state machine {state_machine_name!r} "
-            "in the loaded MockConfigFile",
-            hint=f"known test cases: {', '.join(sorted(cases)) or 'none'}",
-        )
-    states = []
-    for state_name, response_name in cases[test_case].items():
-        raw = config.get("MockedResponses", {}).get(response_name)
-        if not raw:
-            raise LocalRuntimeError(f"MockConfigFile has no MockedResponses {response_name!r}")
-        responses = []
-        for numbers, body in raw.items():
-            start, _, end = numbers.partition("-")
-            first, last = int(start), int(end or start)
-            if "Return" in body:
-                responses.append(mc.MockedResponseReturn(first, last, body["Return"]))
-            else:
-                throw = body.get("Throw", {})
-                responses.append(
-                    mc.MockedResponseThrow(
-                        first, last, throw.get("Error", ""), throw.get("Cause", "")
-                    )
-                )
-        states.append(mc.StateMockedResponses(state_name, response_name, responses))
-    return mc.MockTestCase(state_machine_name, test_case, states)
-
-
 def _patch_error_names() -> None:
     """Let a Fail state's ``ErrorPath`` and a mocked ``Throw`` name a ``States.*`` error.
 
@@ -565,6 +333,7 @@ def _patch_error_names() -> None:
 
 
 def _patch_mocking() -> None:
+    """Step Functions Local's ``<ARN>#<TestCase>`` and the fall-through extension."""
     from moto.stepfunctions.parser.asl.eval.environment import Environment
     from moto.stepfunctions.parser.backend import execution as execution_module
     from moto.stepfunctions.parser.models import StepFunctionsParserBackend
@@ -577,7 +346,7 @@ def _patch_mocking() -> None:
         _pending_mock.case = None
         if case:
             machine = self.describe_state_machine(arn)
-            _pending_mock.case = mock_test_case(machine.name, case)
+            _pending_mock.case = mock_config.mock_test_case(machine.name, case)
         try:
             return original_start(self, arn, *args, **kw)
         finally:

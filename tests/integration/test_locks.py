@@ -1,0 +1,216 @@
+"""A locked table fails a backup promptly and by name, with nothing stored."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import psycopg
+import pytest
+
+from pgautodumper import blockers
+from pgautodumper.backup import BackupOptions, run_backup
+from pgautodumper.connection import ConnectionInfo, connect
+from pgautodumper.errors import LockTimeoutError
+from tests.conftest import BACKUP_PASSWORD
+from tests.faults import faulty_proxy
+
+SQL = """
+CREATE TABLE accounts (id int PRIMARY KEY, balance numeric);
+INSERT INTO accounts SELECT g, g * 10 FROM generate_series(1, 1000) g;
+CREATE TABLE audit (id int, note text);
+INSERT INTO audit SELECT g, 'n' || g FROM generate_series(1, 100) g;
+"""
+
+
+def assert_nothing_stored(s3, bucket: str) -> None:
+    assert s3.list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0
+    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
+@contextmanager
+def migration(url: str, statement: str, *, name: str) -> Iterator[int]:
+    """A session named ``name`` that ran ``statement`` in a transaction left open; its pid."""
+    with psycopg.connect(url, application_name=name) as conn:
+        conn.execute(statement)
+        pid = conn.info.backend_pid
+        try:
+            yield pid
+        finally:
+            conn.rollback()
+
+
+def wait_until(condition: Callable[[], bool], what: str, *, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting until {what}")
+        time.sleep(0.05)
+
+
+def locks_on(admin: psycopg.Connection, table: str, *, mode: str, granted: bool, app: str) -> int:
+    row = admin.execute(
+        "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+        " WHERE l.relation = %s::regclass AND l.mode = %s AND l.granted = %s"
+        " AND a.application_name = %s",
+        (table, mode, granted, app),
+    ).fetchone()
+    return row[0] if row else 0
+
+
+def test_a_table_held_by_a_migration_fails_the_backup_by_name(cli, make_database, bucket, s3):
+    source = make_database(SQL)
+    with migration(
+        source, "LOCK TABLE accounts IN ACCESS EXCLUSIVE MODE", name="migration-42"
+    ) as pid:
+        result = cli(
+            "backup", "--database-url", source, "--bucket", bucket, "--name", "locked",
+            "--lock-wait-timeout", "2",
+            timeout=300,
+        )  # fmt: skip
+
+    assert result.returncode == 15, result.stderr
+    error = [line for line in result.stderr.splitlines() if line.startswith("pgautodumper: error")]
+    assert len(error) == 1, result.stderr
+    assert "public.accounts" in error[0]
+    assert f"pid {pid}" in error[0]
+    assert "'migration-42'" in error[0]
+    assert "AccessExclusiveLock" in error[0]
+    assert "in a transaction open for" in error[0]
+    assert "lock_wait_timeout_seconds" in error[0]  # the hint
+    assert "Traceback" not in result.stderr
+    assert BACKUP_PASSWORD not in result.stderr + result.stdout
+    assert_nothing_stored(s3, bucket)
+
+
+def test_the_lock_step_batches_tables_under_one_deadline(make_database, bucket, s3, monkeypatch):
+    """Many batches share one deadline; the blocked table sits in the last one."""
+    tables = "".join(f"CREATE TABLE t{i:02d} (x int);" for i in range(7))
+    source = make_database(tables)
+    monkeypatch.setattr(blockers, "LOCK_BATCH", 2)
+    with (
+        migration(source, "LOCK TABLE t06 IN ACCESS EXCLUSIVE MODE", name="ddl") as pid,
+        pytest.raises(LockTimeoutError) as caught,
+    ):
+        run_backup(
+            ConnectionInfo.from_url(source),
+            BackupOptions(bucket=bucket, name="batched", lock_wait_timeout_seconds=1),
+        )
+    message = str(caught.value)
+    assert "table public.t06" in message and f"pid {pid}" in message and "'ddl'" in message
+    assert_nothing_stored(s3, bucket)
+
+
+def test_pg_dump_queued_behind_a_migration_fails_by_name(make_database, bucket, s3, moto_server):
+    """The leader holds its locks; a migration's ACCESS EXCLUSIVE request queues behind
+    them, and pg_dump's own lock requests queue behind that: pg_dump's lock wait expires.
+
+    The proxy holds CreateMultipartUpload (the step between the leader's locks and
+    pg_dump's start) until the migration is queued: no race, whatever the speed.
+    """
+    source = make_database(SQL)
+    queued = threading.Event()
+
+    def hold_upload_start(method: str, path: str) -> bool:
+        if method == "POST" and path.endswith("?uploads"):
+            queued.wait(120)
+        return False
+
+    with (
+        psycopg.connect(source, autocommit=True) as admin,
+        faulty_proxy(moto_server, hold_upload_start) as proxy,
+    ):
+        process = subprocess.Popen(
+            [sys.executable, "-m", "pgautodumper", "backup", "--database-url", source,
+             "--bucket", bucket, "--name", "queued", "--lock-wait-timeout", "2"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, "AWS_ENDPOINT_URL": proxy},
+        )  # fmt: skip
+        try:
+            wait_until(
+                lambda: (
+                    locks_on(
+                        admin, "accounts", mode="AccessShareLock", granted=True, app="pgautodumper"
+                    )
+                    > 0
+                ),
+                "the backup's leader holds its locks",
+            )
+            pids: list[int] = []
+            ddl = threading.Thread(target=_queue_ddl, args=(source, pids), daemon=True)
+            ddl.start()
+            wait_until(
+                lambda: (
+                    locks_on(
+                        admin, "accounts", mode="AccessExclusiveLock", granted=False, app="deploy"
+                    )
+                    > 0
+                ),
+                "the migration is queued",
+            )
+        finally:
+            queued.set()
+        _, stderr = process.communicate(timeout=300)
+        ddl.join(timeout=60)
+
+    assert process.returncode == 15, stderr
+    assert "public.accounts" in stderr and "'deploy'" in stderr and f"pid {pids[0]}" in stderr
+    assert "is queued for AccessExclusiveLock" in stderr
+    assert "Traceback" not in stderr
+    assert_nothing_stored(s3, bucket)
+
+
+def _queue_ddl(url: str, pids: list[int]) -> None:
+    """A migration that waits for ACCESS EXCLUSIVE, then gives up its transaction."""
+    with psycopg.connect(url, application_name="deploy") as conn:
+        pids.append(conn.info.backend_pid)
+        conn.execute("LOCK TABLE accounts IN ACCESS EXCLUSIVE MODE")
+        conn.rollback()
+
+
+def test_long_lock_holders_names_old_transactions_that_lock_tables(make_database):
+    source = make_database(SQL)
+    info = ConnectionInfo.from_url(source)
+    with (
+        migration(source, "LOCK TABLE accounts IN ACCESS EXCLUSIVE MODE", name="mig-1") as pid,
+        migration(source, "SELECT 1", name="idle-no-locks"),
+        migration(source, "INSERT INTO audit VALUES (0, 'x')", name="writer") as writer,
+        connect(info) as conn,
+    ):
+        warnings = blockers.long_lock_holders(conn, 0)
+        none_old_enough = blockers.long_lock_holders(conn, 3600)
+
+    assert len(warnings) == 2, warnings
+    first = next(w for w in warnings if f"pid {pid} " in w)
+    assert "'mig-1'" in first and "public.accounts (AccessExclusiveLock)" in first
+    assert "in a transaction open for" in first and "blocks a backup" in first
+    second = next(w for w in warnings if f"pid {writer} " in w)
+    assert "public.audit (RowExclusiveLock)" in second and "blocks a backup" not in second
+    assert none_old_enough == []
+
+
+@pytest.mark.parametrize(
+    ("stderr", "expected"),
+    [
+        (
+            "pg_dump: error: query failed: ERROR:  canceling statement due to statement timeout"
+            " | pg_dump: detail: Query was: LOCK TABLE public.accounts IN ACCESS SHARE MODE",
+            True,
+        ),
+        (
+            "pg_dump: [archiver (db)] query failed: ERROR:  canceling statement due to "
+            "statement timeout | pg_dump: [archiver (db)] query was: LOCK TABLE public.a, "
+            "public.b IN ACCESS SHARE MODE",
+            True,
+        ),
+        ("pg_dump: error: query failed: ERROR:  permission denied for table accounts", False),
+        ('pg_dump: error: Dumping the contents of table "t" failed: statement timeout', False),
+    ],
+)
+def test_pg_dump_lock_timeouts_are_recognised(stderr: str, expected: bool):
+    assert blockers.pg_dump_lock_timeout(stderr) is expected

@@ -1,0 +1,92 @@
+"""`pgautodumper status`: each state, the exit code, and that it reads no dump (moto S3)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from pgautodumper import status
+from tests.lambdas.conftest import put_backup
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+@pytest.fixture
+def backups(s3, bucket):
+    """One name in every state."""
+    for days in (3, 2, 1):  # fresh and verified: OK
+        put_backup(s3, bucket, "ok", NOW - timedelta(days=days, hours=-1), size=1000 * days,
+                   verdict="passed" if days == 1 else None, prefix="p")  # fmt: skip
+    put_backup(s3, bucket, "stale", NOW - timedelta(days=3), verdict="passed", prefix="p")
+    put_backup(s3, bucket, "never", NOW - timedelta(hours=1), complete=False, prefix="p")
+    put_backup(s3, bucket, "unverified", NOW - timedelta(hours=2), prefix="p")
+    put_backup(s3, bucket, "failing", NOW - timedelta(hours=3), verdict="failed", prefix="p")
+    put_backup(s3, bucket, "other-prefix", NOW - timedelta(days=9), prefix="elsewhere")
+    return bucket
+
+
+def test_every_state_and_its_reason(backups) -> None:
+    rows = {row.name: row for row in status.status(backups, "p", now=NOW)}
+    assert {name: row.state for name, row in rows.items()} == {
+        "ok": "OK",
+        "stale": "STALE",
+        "never": "STALE",
+        "unverified": "UNVERIFIED",
+        "failing": "FAILED-VERIFY",
+    }
+    ok = rows["ok"]
+    assert ok.backups == 3 and ok.sizes == [3000, 2000, 1000]
+    assert ok.last_backup.duration_seconds == 8.0 and ok.last_backup.stored_bytes == 1000
+    assert ok.last_verify.verdict == "passed" and ok.last_verify.restore_seconds == 1.0
+    assert rows["never"].reason == "no complete backup" and rows["never"].last_backup is None
+    assert "h old" in rows["stale"].reason
+
+
+def test_windows_decide_stale_and_unverified() -> None:
+    backup = status.LastBackup(key="k", started_at=NOW, age_hours=30, stored_bytes=1,
+                               duration_seconds=1.0)  # fmt: skip
+    verify = status.LastVerify(key="v", checked_at=NOW, age_hours=100, verdict="passed",
+                               restore_seconds=2.0)  # fmt: skip
+    judge = status.judge
+    assert (
+        judge(backup, verify, max_age=timedelta(hours=26), verify_max_age=timedelta(days=8))[0]
+        == "STALE"
+    )
+    assert (
+        judge(backup, verify, max_age=timedelta(hours=48), verify_max_age=timedelta(hours=99))[0]
+        == "UNVERIFIED"
+    )
+    assert (
+        judge(backup, verify, max_age=timedelta(hours=48), verify_max_age=timedelta(days=8))[0]
+        == "OK"
+    )
+
+
+def test_sparkline_follows_the_sizes() -> None:
+    assert status.sparkline([1, 5, 9]) == "▁▄█"
+    assert status.sparkline([7, 7]) == "▁▁"
+    assert status.sparkline([]) == ""
+
+
+def test_the_cli_exits_non_zero_when_a_name_is_not_ok(cli, s3, backups) -> None:
+    result = cli("status", "--bucket", backups, "--prefix", "p", "--json")
+    assert result.returncode == 1, result.stderr
+    rows = json.loads(result.stdout)
+    assert [r["name"] for r in rows] == ["failing", "never", "ok", "stale", "unverified"]
+
+    text = cli("status", "--bucket", backups, "--prefix", "p")
+    assert text.returncode == 1 and "FAILED-VERIFY" in text.stdout and "▁" in text.stdout
+
+    healthy = cli("status", "--bucket", backups, "--prefix", "p", "--json",
+                  "--max-age", str(24 * 10), "--verify-max-age", str(24 * 10))  # fmt: skip
+    states = {r["name"]: r["state"] for r in json.loads(healthy.stdout)}
+    assert states["stale"] == "OK" and states["never"] == "STALE"
+
+
+def test_all_ok_exits_zero(cli, s3, bucket) -> None:
+    put_backup(s3, bucket, "db", NOW - timedelta(hours=1), verdict="passed")
+    result = cli("status", "--bucket", bucket, "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)[0]["state"] == "OK"
