@@ -9,6 +9,8 @@ Preflight Lambda and ``pgautodumper preflight`` run the same code:
 - every table, sequence, large object and schema the role cannot read —
   pg_dump stops at the first one, so all of them are named at once
   (:class:`PreflightPermissionError`);
+- transactions older than a minute that hold table locks (a warning: the
+  dump would wait for them, then fail with ``LockTimeoutError``);
 - the pg_dump major for the dump task and the first part size;
 - the bucket is writable (the lock write, or a probe object from the CLI).
 """
@@ -24,7 +26,7 @@ import psycopg
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel
 
-from pgautodumper import aws, layout, lock, pgtools, storage
+from pgautodumper import aws, blockers, layout, lock, pgtools, storage
 from pgautodumper.connection import ConnectionInfo, connect
 from pgautodumper.contract import (
     ConnectionTarget,
@@ -54,6 +56,7 @@ DEFAULT_PG_DUMP_MAJORS = (13, 14, 15, 16, 17, 18)
 # A lock older than the task timeouts plus this margin belongs to a dead execution.
 LOCK_MARGIN_SECONDS = 3600
 MAX_LISTED = 50  # unreadable objects named in one message; the rest are counted
+LONG_TRANSACTION_SECONDS = 60  # older transactions holding table locks are warned about
 
 REPLICA_WARNING = (
     "the server is a replica (pg_is_in_recovery): a long dump can be cancelled by "
@@ -152,13 +155,21 @@ def choose_pg_dump_major(server_version_num: int, available: Sequence[int]) -> i
     return usable[0]
 
 
-def inspect(info: ConnectionInfo) -> ServerInfo:
-    """Connect, read the server facts and check every object is readable."""
+class Inspection(BaseModel):
+    facts: ServerInfo
+    warnings: list[str]
+
+
+def inspect(info: ConnectionInfo) -> Inspection:
+    """Connect, read the server facts, check every object is readable, look for trouble."""
     try:
         with connect(info) as conn:
             facts = server_info(conn)
             check_readable(conn, facts, database=info.describe())
-            return facts
+            warnings = [REPLICA_WARNING] if facts.is_replica else []
+            # A migration's long transaction can make the dump wait, then fail by name.
+            warnings += blockers.long_lock_holders(conn, LONG_TRANSACTION_SECONDS)
+            return Inspection(facts=facts, warnings=warnings)
     except DatabaseAuthError as exc:
         raise PreflightAuthError(exc.message, hint=exc.hint) from None
     except DatabaseUnreachableError as exc:
@@ -181,10 +192,6 @@ def check_bucket_writable(bucket: str, prefix: str | None, name: str) -> None:
         s3.delete_object(Bucket=bucket, Key=key)
     except (ClientError, BotoCoreError) as exc:
         raise storage.storage_error(exc, bucket=bucket, key=key, action="probe write") from None
-
-
-def warnings_for(facts: ServerInfo) -> list[str]:
-    return [REPLICA_WARNING] if facts.is_replica else []
 
 
 def task_input(
@@ -215,9 +222,9 @@ def run(document: ExecutionDocument) -> PreflightResult:
     execution: ExecutionContext = document.require("execution")
     secret = fetch_secret(target.secret_arn, target.secret_version_id)
     info = secret.connection(sslmode=request.sslmode)
-    facts = inspect(info)
+    inspection = inspect(info)
+    facts, warnings = inspection.facts, inspection.warnings
     major = choose_pg_dump_major(facts.server_version_num, task_pg_dump_majors())
-    warnings = warnings_for(facts)
     for warning in warnings:
         log.warning("%s: %s", request.name, warning)
     result = PreflightResult(
@@ -257,8 +264,8 @@ def check(
     info: ConnectionInfo, *, bucket: str | None, prefix: str | None, name: str
 ) -> PreflightReport:
     """The CLI's preflight: the same checks, with a probe object instead of the lock."""
-    facts = inspect(info)
-    warnings = warnings_for(facts)
+    inspection = inspect(info)
+    facts, warnings = inspection.facts, inspection.warnings
     major = choose_pg_dump_major(facts.server_version_num, task_pg_dump_majors())
     try:
         tool = pgtools.find_tool("pg_dump", pgtools.server_major(facts.server_version_num))

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 Rule = Callable[[str, str], bool]  # (method, path with query) -> fail this request?
 
+
 def _error_body(code: str) -> bytes:
     return (
         f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{code}</Code>'

@@ -22,6 +22,7 @@ from pgautodumper.errors import (
 )
 from pgautodumper.preflight import choose_pg_dump_major
 from pgautodumper.scratch import free_port
+from tests.conftest import BACKUP_PASSWORD
 from tests.lambdas.conftest import execution_context, execution_document, log_records
 
 SCHEMA = """
@@ -164,8 +165,6 @@ def test_closed_port_is_a_retryable_connection_error(leaks, db_secret, bucket, e
 
 
 def test_unresolvable_host_is_a_connection_error(leaks, make_secret, bucket, execution):
-    from tests.conftest import BACKUP_PASSWORD
-
     arn = make_secret(
         {"host": "db.invalid", "username": "u", "password": BACKUP_PASSWORD, "dbname": "x"}
     )
@@ -198,8 +197,17 @@ def test_a_running_backup_of_the_same_name_blocks_preflight(
 def test_missing_target_names_the_wiring_mistake(leaks, bucket):
     from pgautodumper.errors import UsageError
 
-    event = {"name": "app", "secret_arn": "arn:x", "bucket": bucket}
+    event = {"request": {"name": "app", "secret_arn": "arn:x", "bucket": bucket}}
     with pytest.raises(UsageError, match="no 'target'"):
+        leaks.invoke(preflight_lambda.handler, event)
+
+
+def test_an_invalid_request_is_named_at_the_boundary(leaks, bucket):
+    from pgautodumper.errors import RequestInvalidError
+
+    event = {"request": {"name": "app", "secret_arn": "arn:x", "bucket": bucket,
+                         "task": {"cpu": 1024, "memory": 512}}}  # fmt: skip
+    with pytest.raises(RequestInvalidError, match=r"task\.memory 512 MiB is not valid"):
         leaks.invoke(preflight_lambda.handler, event)
 
 
@@ -216,3 +224,21 @@ def test_missing_bucket_fails_preflight_when_taking_the_lock(leaks, app_db, db_s
     event = document(db_secret(app_db), f"pgad-missing-{secrets.token_hex(4)}", execution())
     with pytest.raises(BucketNotFoundError, match="does not exist"):
         leaks.invoke(preflight_lambda.handler, event)
+
+
+def test_a_long_transaction_holding_locks_is_a_warning(
+    leaks, pg, app_db, db_secret, bucket, execution, monkeypatch
+):
+    import psycopg
+
+    from pgautodumper import preflight
+
+    # Any age counts here: the check compares the transaction's start time.
+    monkeypatch.setattr(preflight, "LONG_TRANSACTION_SECONDS", 0)
+    event = document(db_secret(app_db), bucket, execution())
+    url = pg.url("pgad_backup", BACKUP_PASSWORD, app_db)
+    with psycopg.connect(url, application_name="slow-migration") as migration:
+        migration.execute("LOCK TABLE public.visible IN ACCESS EXCLUSIVE MODE")
+        result = PreflightResult.model_validate(leaks.invoke(preflight_lambda.handler, event))
+    [warning] = result.warnings
+    assert "slow-migration" in warning and "visible" in warning

@@ -90,7 +90,7 @@ def test_happy_path_with_verify(run) -> None:
         "Dump",
         "Record",
         "Verify",
-        "VerifyPassed",
+        "RecordVerify",
         "Prune",
         "ReleaseLock",
         "Notify",
@@ -100,6 +100,10 @@ def test_happy_path_with_verify(run) -> None:
     report = result.execution.output
     assert report["status"] == "SUCCEEDED"
     assert report["dump"]["total_rows"] == 2500 and report["verify"]["verdict"] == "passed"
+    # The real verify result comes back: the verified key and the measured recovery time.
+    assert report["verify"]["verified_key"] == report["dump"]["dump_key"]
+    assert report["verify"]["restore_seconds"] > 0
+    assert "recovery time" in result.notifications[0]["message"]
     assert suffixes(result) == ["dump.zst", "manifest.json", "verified.json"]  # lock released
     assert report["dump"]["stored_bytes"] == result.objects[report["dump"]["dump_key"]]
     assert [n["subject"] for n in result.notifications] == ["pgautodumper backup items succeeded"]

@@ -64,9 +64,16 @@ def run(emu: Emulator, capfd):
 
 
 def assert_named_failure(
-    emu: Emulator, result: LocalRunResult, error: type[errors.PgautodumperError], *needles: str
+    emu: Emulator,
+    result: LocalRunResult,
+    error: type[errors.PgautodumperError],
+    *needles: str,
+    backed_up: bool = False,
 ) -> dict:
-    """The execution, its cause and the notification all name ``error``; returns the cause."""
+    """The execution, its cause and the notification all name ``error``; returns the cause.
+
+    ``backed_up``: the failure came after a complete backup (a verify failed).
+    """
     assert result.execution.status == "FAILED", result.execution.visited
     assert result.execution.error == error.__name__, result.execution.cause
     cause = json.loads(result.execution.cause)
@@ -80,7 +87,8 @@ def assert_named_failure(
     assert f"Message: {cause['errorMessage']}" in body
     assert f"Next steps: {error.next_step}" in body
     assert "ReleaseLockAfterFailure" in result.execution.visited
-    assert not any(key.endswith((".lock", ".manifest.json")) for key in result.objects)
+    assert not any(key.endswith(".lock") for key in result.objects)
+    assert any(key.endswith(".manifest.json") for key in result.objects) == backed_up
     assert (
         emu.client("s3").list_multipart_uploads(Bucket=result.stack.bucket).get("Uploads", []) == []
     )
@@ -228,7 +236,11 @@ def test_a_verify_mismatch_reports_the_tables_that_differ(emu, run, make_databas
     emu.tasks.on_start = manifest_disagrees
     result = run(url, {"verify": True})
     cause = assert_named_failure(
-        emu, result, errors.VerifyMismatchError, "public.items: manifest 501 rows, restored 500"
+        emu,
+        result,
+        errors.VerifyMismatchError,
+        "public.items: manifest 501 rows, restored 500",
+        backed_up=True,
     )
     assert_log_linked(emu, result, cause)
     verify = state_output(result, "RecordFailedVerify")["verify"]
@@ -251,7 +263,9 @@ def test_a_verify_whose_restore_fails_is_a_restore_failed_error(emu, run, make_d
         """
     )
     result = run(url, {"verify": True})
-    cause = assert_named_failure(emu, result, errors.RestoreFailedError, "pg_restore")
+    cause = assert_named_failure(
+        emu, result, errors.RestoreFailedError, "pg_restore", backed_up=True
+    )
     assert "items" in cause["errorMessage"]
     assert_log_linked(emu, result, cause)
     assert any(key.endswith(".verified.json") for key in result.objects)
