@@ -16,26 +16,30 @@ cannot be vouched for, and nothing is stored.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import subprocess
 import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import IO
 
 import psycopg
-import zstandard
 from pydantic import BaseModel
 
-from pgautodumper import __version__, blockers, layout, storage
+from pgautodumper import __version__, blockers, layout, storage, streams
 from pgautodumper.child import ToolProcess
 from pgautodumper.connection import ConnectionInfo
 from pgautodumper.errors import DumpFailedError, PgautodumperError
 from pgautodumper.manifest import Compression, Manifest, TableRows
 from pgautodumper.pgtools import PgTool, find_tool, server_major
-from pgautodumper.snapshot import count_rows, ensure_alive, held_snapshot, snapshot_lost
+from pgautodumper.plan import DEFAULT_STREAM_THRESHOLD
+from pgautodumper.snapshot import (
+    count_rows,
+    ensure_alive,
+    ensure_not_rewritten,
+    held_snapshot,
+    snapshot_lost,
+)
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +61,8 @@ class BackupOptions(BaseModel):
     pg_dump_major: int | None = None
     part_size: int | None = None
     lock_wait_timeout_seconds: int = DEFAULT_LOCK_WAIT_TIMEOUT_SECONDS
+    jobs: int = 1
+    stream_threshold_bytes: int = DEFAULT_STREAM_THRESHOLD
 
 
 SinkFactory = Callable[[str, int], storage.Sink]
@@ -66,33 +72,26 @@ def s3_sink(bucket: str) -> SinkFactory:
     return lambda key, part_size: storage.S3MultipartSink(bucket, key, base_part_size=part_size)
 
 
-class _CountingReader:
-    """Counts the raw bytes pg_dump produced as zstd reads them."""
+class RowCounter(threading.Thread):
+    """Counts rows in the held snapshot while the dump streams (``skip``: counted otherwise)."""
 
-    def __init__(self, raw: IO[bytes]) -> None:
-        self._raw = raw
-        self.count = 0
-
-    def read(self, size: int = -1) -> bytes:
-        data = self._raw.read(size)
-        self.count += len(data)
-        return data
-
-
-class _RowCounter(threading.Thread):
-    """Counts rows in the held snapshot while pg_dump streams."""
-
-    def __init__(self, conn: psycopg.Connection, info: ConnectionInfo) -> None:
+    def __init__(
+        self,
+        conn: psycopg.Connection,
+        info: ConnectionInfo,
+        skip: set[tuple[str, str]] | None = None,
+    ) -> None:
         super().__init__(name="row-counts", daemon=True)
         self._conn = conn
         self._info = info
+        self._skip = skip or set()
         self.result: list[TableRows] = []
         self.error: PgautodumperError | None = None
         self._stopping = False
 
     def run(self) -> None:
         try:
-            self.result = count_rows(self._conn)
+            self.result = count_rows(self._conn, skip=self._skip)
         except PgautodumperError as exc:
             self.error = exc
         except psycopg.Error as exc:
@@ -156,8 +155,9 @@ def run_backup(
         locked = blockers.lock_for_dump(
             conn, info, wait_seconds=options.lock_wait_timeout_seconds, database=server.database
         )
+        ensure_not_rewritten(conn, info, locked)
         sink = (sink_factory or s3_sink(options.bucket))(keys.dump, part_size)
-        counter = _RowCounter(conn, info)
+        counter = RowCounter(conn, info)
         try:
             counter.start()
             dump = ToolProcess(
@@ -214,7 +214,7 @@ def run_backup(
 def _root_cause(
     failure: DumpFailedError,
     dump: ToolProcess,
-    counter: _RowCounter,
+    counter: RowCounter,
     conn: psycopg.Connection,
     info: ConnectionInfo,
     locked: list[blockers.Table],
@@ -253,22 +253,11 @@ def _stream_dump(
     dump: ToolProcess, sink: storage.Sink, options: BackupOptions, *, database: str
 ) -> tuple[int, int, str]:
     """Pump pg_dump's output through zstd into the sink; (raw, stored, sha256)."""
-    compressor = zstandard.ZstdCompressor(
-        level=options.level, threads=options.threads, write_checksum=True
-    )
-    digest = hashlib.sha256()
-    stored = 0
-    reader = _CountingReader(dump.stdout)
     try:
-        for chunk in compressor.read_to_iter(
-            reader, read_size=storage.READ_CHUNK, write_size=storage.READ_CHUNK
-        ):
-            digest.update(chunk)
-            stored += len(chunk)
-            sink.write(chunk)
-    except zstandard.ZstdError as exc:
-        dump.kill()
-        raise DumpFailedError(f"compressing the dump of {database} failed: {exc}") from None
+        result = streams.compress(
+            dump.stdout, sink, level=options.level, threads=options.threads,
+            what=f"the dump of {database}",
+        )  # fmt: skip
     except BaseException:
         dump.kill()
         raise
@@ -277,4 +266,4 @@ def _stream_dump(
             f"dump of {database} failed: {dump.failure()}",
             hint="nothing was stored; fix the cause above and run the backup again",
         )
-    return reader.count, stored, digest.hexdigest()
+    return result.raw_bytes, result.stored_bytes, result.sha256

@@ -42,6 +42,7 @@ from pydantic import (
 
 from pgautodumper import layout
 from pgautodumper.errors import RequestInvalidError, UsageError
+from pgautodumper.plan import DEFAULT_STREAM_THRESHOLD
 
 SslMode = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
 TaskName = layout.TaskName
@@ -113,6 +114,11 @@ class BackupRequest(Model):
     secret_arn: str = Field(description="Secrets Manager secret in the RDS format")
     bucket: str
     prefix: str = ""
+    mode: Literal["backup", "verify"] = Field(
+        "backup",
+        description="backup: take a backup (and verify it when 'verify' is true); verify: only "
+        "verify the newest complete backup of the name in the bucket (e.g. the vault's copy)",
+    )
     verify: bool = Field(False, description="restore into a scratch database and check")
     retention: RetentionPolicy = Field(default_factory=RetentionPolicy)
     notify_on_success: bool = False
@@ -126,6 +132,12 @@ class BackupRequest(Model):
         ge=1,
         le=24 * 3600,
         description="how long the dump waits for a table lock before failing with LockTimeoutError",
+    )
+    stream_threshold_bytes: int = Field(
+        DEFAULT_STREAM_THRESHOLD,
+        ge=1024 * 1024,
+        description="tables at least this big stream by COPY in parallel parts; smaller ones "
+        "go into pg_dump's archive",
     )
 
     @field_validator("name")
@@ -178,6 +190,7 @@ class TaskInput(Model):
     part_size_bytes: int | None = None
     jobs: int = Field(1, ge=1, le=64)
     lock_wait_timeout_seconds: int = Field(DEFAULT_LOCK_WAIT_TIMEOUT_SECONDS, ge=1)
+    stream_threshold_bytes: int = Field(DEFAULT_STREAM_THRESHOLD, ge=1024 * 1024)
 
 
 class PreflightResult(Model):
@@ -263,6 +276,7 @@ class RunReport(Model):
     name: str
     execution_arn: str | None = None
     console_url: str | None = None
+    dashboard_url: str | None = None
     dump: DumpResult | None = None
     verify: VerifyResult | None = None
     prune: PruneResult | None = None

@@ -8,7 +8,7 @@
     PREFIX/NAME/YYYY/MM/DD/<UTC timestamp>-<run id>.part-NNNNN.copy.zst  format 2: one COPY
                                                                           stream (manifest
                                                                           names its table)
-    PREFIX/NAME/YYYY/MM/DD/<UTC timestamp>-<run id>.roles.sql.zst        the roles it needs
+    PREFIX/NAME/YYYY/MM/DD/<UTC timestamp>-<run id>.roles.json.zst       the roles it needs
     PREFIX/NAME/YYYY/MM/DD/<UTC timestamp>-<run id>.manifest.json        commit marker, written last
     PREFIX/NAME/YYYY/MM/DD/<UTC timestamp>-<run id>.verified.json        verdict of a verify run
     PREFIX/NAME/YYYY/MM/DD/<UTC timestamp>-<run id>.<task>.outcome.json  why a backup or verify
@@ -38,7 +38,7 @@ LAYOUT_VERSION = 1
 DUMP_SUFFIX = ".dump.zst"
 SCHEMA_SUFFIX = ".schema.dump.zst"
 DATA_SUFFIX = ".data.dump.zst"
-ROLES_SUFFIX = ".roles.sql.zst"
+ROLES_SUFFIX = ".roles.json.zst"
 MANIFEST_SUFFIX = ".manifest.json"
 VERIFIED_SUFFIX = ".verified.json"
 OUTCOME_SUFFIX = ".outcome.json"

@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 TOPIC_ENV = "PGAUTODUMPER_SNS_TOPIC_ARN"
 SLACK_SECRET_ENV = "PGAUTODUMPER_SLACK_WEBHOOK_SECRET_ARN"
 SLACK_TIMEOUT_ENV = "PGAUTODUMPER_SLACK_TIMEOUT_SECONDS"
+DASHBOARD_ENV = "PGAUTODUMPER_DASHBOARD_URL"
 SUBJECT_LIMIT = 99  # SNS: "less than 100 characters"
 CAUSE_LIMIT = 2500  # keeps a Slack section under its 3,000-character limit
 
@@ -121,6 +122,7 @@ def build_report(document: ExecutionDocument) -> RunReport:
         name=request.name,
         execution_arn=arn,
         console_url=console_url(arn),
+        dashboard_url=os.environ.get(DASHBOARD_ENV) or None,
         dump=document.dump,
         verify=document.verify,
         prune=document.prune,
@@ -249,6 +251,8 @@ def render_body(report: RunReport) -> str:
         lines.append(f"Execution: {report.execution_arn}")
     if report.console_url:
         lines.append(f"Console: {report.console_url}")
+    if report.dashboard_url:
+        lines.append(f"Dashboard: {report.dashboard_url}")
     return "\n".join(lines) + "\n"
 
 
@@ -281,19 +285,16 @@ def render_slack(report: RunReport) -> dict[str, Any]:
         blocks.append(_section("\n".join(f":warning: {w}" for w in report.warnings)))
     if step := next_step(report):
         blocks.append(_section(f"*Next steps*\n{step}"))
-    if report.console_url:
-        blocks.append(
-            {
-                "type": "actions",
-                "elements": [
-                    {
-                        "type": "button",
-                        "text": {"type": "plain_text", "text": "Open the execution"},
-                        "url": report.console_url,
-                    }
-                ],
-            }
+    buttons = [
+        {"type": "button", "text": {"type": "plain_text", "text": text}, "url": url}
+        for text, url in (
+            ("Open the execution", report.console_url),
+            ("Open the dashboard", report.dashboard_url),
         )
+        if url
+    ]
+    if buttons:
+        blocks.append({"type": "actions", "elements": buttons})
     return {"text": f"{icon} {render_subject(report)}", "blocks": blocks}
 
 

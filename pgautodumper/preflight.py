@@ -26,7 +26,7 @@ import psycopg
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel
 
-from pgautodumper import aws, blockers, layout, lock, pgtools, storage
+from pgautodumper import aws, blockers, catalog, layout, lock, pgtools, storage
 from pgautodumper.connection import ConnectionInfo, connect
 from pgautodumper.contract import (
     ConnectionTarget,
@@ -212,12 +212,45 @@ def task_input(
         part_size_bytes=storage.initial_part_size(facts.database_size_bytes),
         jobs=request.jobs or request.task.vcpus,
         lock_wait_timeout_seconds=request.lock_wait_timeout_seconds,
+        stream_threshold_bytes=request.stream_threshold_bytes,
+    )
+
+
+def verify_only(document: ExecutionDocument) -> PreflightResult:
+    """Mode 'verify': the newest complete backup of the name, as the Verify task's input.
+
+    Nothing touches the database and no lock is taken: a verify of an existing
+    backup (in the vault, say) may run beside that database's own backups.
+    """
+    request = document.request
+    execution: ExecutionContext = document.require("execution")
+    target: ConnectionTarget = document.require("target")
+    keys = catalog.latest_complete(request.bucket, request.prefix, request.name)
+    manifest = catalog.read_manifest(request.bucket, keys)
+    log.info("%s: verifying s3://%s/%s", request.name, request.bucket, keys.manifest)
+    return PreflightResult(
+        server_version=manifest.server_version,
+        server_version_num=manifest.server_version_num,
+        database_size_bytes=manifest.raw_bytes,
+        is_replica=False,
+        lock_key=layout.lock_key(request.prefix, request.name),
+        sizing=request.task,
+        task=TaskInput(
+            bucket=request.bucket,
+            keys=keys,
+            run_id=execution.run_id,
+            secret_arn=target.secret_arn,
+            secret_version_id=target.secret_version_id,
+            jobs=request.jobs or request.task.vcpus,
+        ),
     )
 
 
 def run(document: ExecutionDocument) -> PreflightResult:
     """The Preflight Lambda: checks on the pinned secret version, then the lock."""
     request = document.request
+    if request.mode == "verify":
+        return verify_only(document)
     target: ConnectionTarget = document.require("target")
     execution: ExecutionContext = document.require("execution")
     secret = fetch_secret(target.secret_arn, target.secret_version_id)

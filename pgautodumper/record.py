@@ -33,7 +33,7 @@ from pgautodumper.contract import (
     VerifyResult,
 )
 from pgautodumper.errors import ManifestError, UsageError
-from pgautodumper.manifest import Manifest, Verdict
+from pgautodumper.manifest import Manifest, ManifestV2, Verdict
 
 log = logging.getLogger(__name__)
 
@@ -55,14 +55,14 @@ def anomaly_fraction() -> float:
     return value
 
 
-def check_manifest(manifest: Manifest, *, name: str, dump_key: str) -> None:
-    """Sanity of a manifest a successful dump just wrote."""
+def check_manifest(manifest: Manifest | ManifestV2, *, name: str, run_id: str) -> None:
+    """Sanity of a manifest a successful dump just wrote (its keys are checked on reading)."""
     where = manifest.manifest_key
     problems = []
     if manifest.name != name:
         problems.append(f"it names backup {manifest.name!r}, not {name!r}")
-    if manifest.dump_key != dump_key:
-        problems.append(f"it describes {manifest.dump_key}, not this run's {dump_key}")
+    if manifest.run_id != run_id:
+        problems.append(f"it was written by run {manifest.run_id}, not this run's {run_id}")
     if manifest.stored_bytes <= 0 or manifest.raw_bytes <= 0:
         problems.append(f"sizes are {manifest.stored_bytes} stored / {manifest.raw_bytes} raw")
     if not manifest.tables:
@@ -84,7 +84,9 @@ def previous_stored_bytes(
     return None
 
 
-def dump_result(manifest: Manifest, *, previous: int | None, fraction: float) -> DumpResult:
+def dump_result(
+    manifest: Manifest | ManifestV2, *, previous: int | None, fraction: float
+) -> DumpResult:
     duration = max(manifest.duration_seconds, 0.0)
     return DumpResult(
         dump_key=manifest.dump_key,
@@ -119,7 +121,7 @@ def emit_metrics(metrics: Metrics, name: str, result: DumpResult) -> None:
 
 def record(bucket: str, name: str, keys: layout.BackupKeys, *, fraction: float) -> DumpResult:
     manifest = catalog.read_manifest(bucket, keys)
-    check_manifest(manifest, name=name, dump_key=keys.dump)
+    check_manifest(manifest, name=name, run_id=keys.run_id)
     result = dump_result(
         manifest, previous=previous_stored_bytes(bucket, keys.prefix, name, keys), fraction=fraction
     )

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import Protocol
 
 import psycopg
 from psycopg import sql
@@ -28,6 +29,11 @@ from pgautodumper.errors import (
 from pgautodumper.manifest import TableRows
 
 log = logging.getLogger(__name__)
+
+
+class LockedTable(Protocol):
+    oid: int
+
 
 # Tables whose data pg_dump writes: ordinary tables and leaf partitions, outside
 # the system schemas, not owned by an extension.
@@ -71,10 +77,14 @@ def server_info(conn: psycopg.Connection) -> ServerInfo:
     )
 
 
-def count_rows(conn: psycopg.Connection) -> list[TableRows]:
-    """Exact row counts of every dumped table, in the connection's snapshot."""
+def count_rows(
+    conn: psycopg.Connection, *, skip: set[tuple[str, str]] | frozenset = frozenset()
+) -> list[TableRows]:
+    """Exact row counts of every dumped table but ``skip``, in the connection's snapshot."""
     counts = []
     for schema, table in conn.execute(_DUMPED_TABLES).fetchall():
+        if (schema, table) in skip:
+            continue
         query = sql.SQL("SELECT pg_catalog.count(*) FROM {}.{}").format(
             sql.Identifier(schema), sql.Identifier(table)
         )
@@ -112,6 +122,39 @@ def ensure_alive(conn: psycopg.Connection, info: ConnectionInfo) -> None:
         conn.execute("SELECT 1")
     except psycopg.Error as exc:
         raise snapshot_lost(info, exc, while_="before the upload was completed") from None
+
+
+# Tables whose file changed since the snapshot: TRUNCATE, VACUUM FULL, CLUSTER or a
+# rewriting ALTER TABLE committed before our lock. TRUNCATE is not MVCC-safe: the
+# snapshot would read the new, empty file as if the rows had never been there.
+_REWRITTEN = """
+SELECT n.nspname, c.relname
+  FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.oid = ANY (%s) AND c.relfilenode <> pg_catalog.pg_relation_filenode(c.oid)
+ ORDER BY 1, 2
+"""
+
+
+def ensure_not_rewritten(
+    conn: psycopg.Connection, info: ConnectionInfo, tables: Sequence[LockedTable]
+) -> None:
+    """Fail loudly if a table was rewritten between the snapshot and our lock on it.
+
+    Once locked, no table can be rewritten until the backup ends; before, a
+    TRUNCATE would make the snapshot see an empty table (TRUNCATE is not
+    MVCC-safe), and the backup would match a manifest that lost the rows.
+    """
+    try:
+        rewritten = conn.execute(_REWRITTEN, ([t.oid for t in tables],)).fetchall()
+    except psycopg.Error as exc:
+        raise snapshot_lost(info, exc, while_="checking for rewritten tables") from None
+    if rewritten:
+        names = ", ".join(f"{schema}.{table}" for schema, table in rewritten)
+        raise DumpFailedError(
+            f"table(s) {names} were truncated or rewritten (TRUNCATE, VACUUM FULL, CLUSTER, "
+            f"ALTER TABLE) on {info.describe()} after the backup's snapshot was taken",
+            hint="nothing was stored; run the backup again (it then waits for such commands)",
+        )
 
 
 @contextmanager

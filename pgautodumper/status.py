@@ -14,6 +14,7 @@ in seconds.
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
@@ -149,3 +150,39 @@ def sparkline(values: list[int]) -> str:
     low, high = min(values), max(values)
     span = high - low
     return "".join(_BARS[0 if span == 0 else (v - low) * (len(_BARS) - 1) // span] for v in values)
+
+
+BUCKET_ENV = "PGAUTODUMPER_BUCKET"
+PREFIX_ENV = "PGAUTODUMPER_PREFIX"
+
+
+class Freshness(BaseModel):
+    """What the Freshness Lambda published."""
+
+    names: list[NameStatus]
+
+
+def publish_freshness(namespace: str) -> Freshness:
+    """``HoursSinceLastBackup`` and ``HoursSinceLastVerify`` per name (the dashboard's).
+
+    One EMF document per metric and name (powertools' ``single_metric``): its only
+    dimension is ``Name``, as the alarms and the dashboard expect.
+    """
+    from aws_lambda_powertools.metrics import MetricUnit, single_metric
+
+    rows = status(os.environ[BUCKET_ENV], os.environ.get(PREFIX_ENV, ""))
+    for row in rows:
+        ages = {
+            "HoursSinceLastBackup": row.last_backup.age_hours if row.last_backup else None,
+            "HoursSinceLastVerify": row.last_verify.age_hours
+            if row.last_verify and row.last_verify.verdict == "passed"
+            else None,
+        }
+        for metric, hours in ages.items():
+            if hours is None:
+                continue
+            with single_metric(
+                name=metric, unit=MetricUnit.Count, value=hours, namespace=namespace
+            ) as emf:
+                emf.add_dimension(name="Name", value=row.name)
+    return Freshness(names=rows)

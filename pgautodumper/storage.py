@@ -159,9 +159,19 @@ class NullSink:
 
 
 class S3MultipartSink:
-    """A multipart upload with at most MAX_IN_FLIGHT parts in memory at once."""
+    """A multipart upload with at most ``in_flight`` parts uploading while one fills.
 
-    def __init__(self, bucket: str, key: str, *, base_part_size: int = DEFAULT_PART_SIZE) -> None:
+    Peak memory: ``(in_flight + 1) * part size``.
+    """
+
+    def __init__(
+        self,
+        bucket: str,
+        key: str,
+        *,
+        base_part_size: int = DEFAULT_PART_SIZE,
+        in_flight: int = MAX_IN_FLIGHT,
+    ) -> None:
         if base_part_size < MIN_PART_SIZE:
             raise StorageError(f"part size {base_part_size} is below S3's minimum of 5 MiB")
         self.bucket, self.key = bucket, key
@@ -173,8 +183,8 @@ class S3MultipartSink:
         self._buffer = bytearray(self.base_part_size)  # pre-sized: never over-allocated
         self._filled = 0
         self._parts: list[Future[dict[str, object]]] = []
-        self._slots = threading.Semaphore(MAX_IN_FLIGHT)
-        self._pool = ThreadPoolExecutor(MAX_IN_FLIGHT, thread_name_prefix="s3-part")
+        self._slots = threading.Semaphore(in_flight)
+        self._pool = ThreadPoolExecutor(in_flight, thread_name_prefix="s3-part")
         self._upload_id: str | None = None
         self._closed = False
         self._crc = 0  # zlib.crc32 of every byte written, in order
@@ -327,6 +337,13 @@ def put(bucket: str, key: str, body: bytes) -> None:
         )
     except (ClientError, BotoCoreError) as exc:
         raise storage_error(exc, bucket=bucket, key=key, action="write") from None
+
+
+def delete(bucket: str, key: str) -> None:
+    try:
+        aws.client("s3").delete_object(Bucket=bucket, Key=key)
+    except (ClientError, BotoCoreError) as exc:
+        raise storage_error(exc, bucket=bucket, key=key, action="delete") from None
 
 
 def get(bucket: str, key: str) -> bytes:

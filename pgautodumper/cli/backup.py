@@ -6,6 +6,7 @@ Preflight decided it); on a command line the flags are the same fields.
 
 from __future__ import annotations
 
+import os
 from datetime import datetime
 
 import click
@@ -22,7 +23,9 @@ from pgautodumper.cli.options import (
 from pgautodumper.connection import ConnectionInfo, connect
 from pgautodumper.contract import DEFAULT_LOCK_WAIT_TIMEOUT_SECONDS, TaskInput
 from pgautodumper.errors import UsageError
-from pgautodumper.manifest import Manifest
+from pgautodumper.manifest import Manifest, ManifestV2
+from pgautodumper.parallel_backup import run_parallel_backup
+from pgautodumper.plan import DEFAULT_STREAM_THRESHOLD
 from pgautodumper.storage import MiB
 
 
@@ -52,6 +55,7 @@ def options_for(task_input: TaskInput, *, level: int, threads: int) -> BackupOpt
         part_size=task_input.part_size_bytes,
         jobs=task_input.jobs,
         lock_wait_timeout_seconds=task_input.lock_wait_timeout_seconds,
+        stream_threshold_bytes=task_input.stream_threshold_bytes,
     )
 
 
@@ -85,7 +89,11 @@ def database_name(info: ConnectionInfo) -> str:
     help="Starting part size in bytes [default: from the database size].",
 )
 @click.option(
-    "--jobs", type=click.IntRange(1, 64), default=1, show_default=True, help="Parallel streams."
+    "--jobs",
+    type=click.IntRange(1, 64),
+    default=lambda: len(os.sched_getaffinity(0)),
+    show_default="the CPUs available",
+    help="Parallel COPY streams (format 2).",
 )
 @click.option(
     "--lock-wait-timeout",
@@ -95,6 +103,21 @@ def database_name(info: ConnectionInfo) -> str:
     show_default=True,
     metavar="SECONDS",
     help="Fail with LockTimeoutError (exit 15) when a table stays locked this long.",
+)
+@click.option(
+    "--stream-threshold-bytes",
+    type=click.IntRange(1024 * 1024),
+    default=DEFAULT_STREAM_THRESHOLD,
+    show_default=True,
+    help="Tables at least this big stream by COPY in parallel parts (format 2).",
+)
+@click.option(
+    "--format",
+    "format_version",
+    type=click.Choice(["1", "2"]),
+    default="2",
+    show_default=True,
+    help="Storage format: 2 streams tables in parallel; 1 is one pg_dump stream.",
 )
 @json_option
 def command(
@@ -112,9 +135,11 @@ def command(
     part_size_bytes: int | None,
     jobs: int,
     lock_wait_timeout_seconds: int,
+    stream_threshold_bytes: int,
+    format_version: str,
     as_json: bool,
 ) -> None:
-    """Dump a database to S3: pg_dump | zstd | multipart upload, manifest last.
+    """Dump a database to S3: parallel COPY streams and pg_dump, zstd, manifest last.
 
     In the Fargate task, PGAUTODUMPER_TASK (JSON) replaces the flags; a failure
     then also leaves <stem>.backup.outcome.json for the workflow to report.
@@ -123,7 +148,7 @@ def command(
     if task_input is not None:
         info = task.connection(task_input)
         options = options_for(task_input, level=level, threads=threads)
-        manifest = task.run(task_input, "backup", lambda: run_backup(info, options))
+        manifest = task.run(task_input, "backup", lambda: run_parallel_backup(info, options))
     else:
         if not bucket:
             raise UsageError("--bucket is required", hint="or set PGAUTODUMPER_BUCKET")
@@ -139,12 +164,14 @@ def command(
             part_size_bytes=part_size_bytes,
             jobs=jobs,
             lock_wait_timeout_seconds=lock_wait_timeout_seconds,
+            stream_threshold_bytes=stream_threshold_bytes,
         )
-        manifest = run_backup(info, options_for(task_input, level=level, threads=threads))
+        backup = run_parallel_backup if format_version == "2" else run_backup
+        manifest = backup(info, options_for(task_input, level=level, threads=threads))
     _report(manifest, task_input.bucket, as_json)
 
 
-def _report(manifest: Manifest, bucket: str, as_json: bool) -> None:
+def _report(manifest: Manifest | ManifestV2, bucket: str, as_json: bool) -> None:
     emit(
         manifest,
         as_json,

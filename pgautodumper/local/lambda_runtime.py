@@ -60,6 +60,8 @@ PRELOAD = [
 class LocalRuntimeError(PgautodumperError):
     """The local runtime could not emulate a service call."""
 
+    next_step = "The local runtime (pgautodumper.local) could not emulate the call: see the cause."
+
 
 @dataclass
 class FakeLambdaContext:

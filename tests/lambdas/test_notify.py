@@ -34,6 +34,9 @@ TARGET = {
 }
 
 
+DASHBOARD = "https://eu-west-1.console.aws.amazon.com/cloudwatch/home#dashboards/dashboard/pgad"
+
+
 def failure(**over) -> dict:
     return execution_document(
         **{
@@ -64,6 +67,7 @@ def configured(monkeypatch, topic, make_secret, slack):
         monkeypatch.setenv("PGAUTODUMPER_SNS_TOPIC_ARN", topic.arn)
         monkeypatch.setenv("PGAUTODUMPER_SLACK_WEBHOOK_SECRET_ARN", secret)
         monkeypatch.setenv("PGAUTODUMPER_SLACK_TIMEOUT_SECONDS", timeout)
+        monkeypatch.setenv("PGAUTODUMPER_DASHBOARD_URL", DASHBOARD)
         return topic, server
 
     return configure
@@ -87,6 +91,7 @@ def test_failure_reaches_sns_and_slack(leaks, configured):
         "Next steps: Grant the backup role SELECT",
         "https://eu-west-1.console.aws.amazon.com/states/home?region=eu-west-1"
         f"#/v2/executions/details/{EXECUTION}",
+        f"Dashboard: {DASHBOARD}",
     ):
         assert expected in body
     assert "stackTrace" not in body
@@ -98,6 +103,7 @@ def test_failure_reaches_sns_and_slack(leaks, configured):
     kinds = [block["type"] for block in message["blocks"]]
     assert kinds[:2] == ["header", "section"] and kinds[-1] == "actions"
     assert message["blocks"][-1]["elements"][0]["url"] == report.console_url
+    assert message["blocks"][-1]["elements"][1]["url"] == DASHBOARD
     assert any("table public.payroll" in json.dumps(b) for b in message["blocks"])
 
     printed = leaks.read()

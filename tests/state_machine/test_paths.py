@@ -66,6 +66,10 @@ def run(emu: Emulator, database: str, capfd):
     return go
 
 
+# A format-2 backup of the small sample: its two pg_dump archives and the manifest.
+BACKUP = ["data.dump.zst", "manifest.json", "schema.dump.zst"]
+
+
 def suffixes(result: LocalRunResult) -> list[str]:
     return sorted(key.rsplit("-", 1)[-1].split(".", 1)[-1] for key in result.objects)
 
@@ -104,8 +108,10 @@ def test_happy_path_with_verify(run) -> None:
     assert report["verify"]["verified_key"] == report["dump"]["dump_key"]
     assert report["verify"]["restore_seconds"] > 0
     assert "recovery time" in result.notifications[0]["message"]
-    assert suffixes(result) == ["dump.zst", "manifest.json", "verified.json"]  # lock released
-    assert report["dump"]["stored_bytes"] == result.objects[report["dump"]["dump_key"]]
+    assert suffixes(result) == sorted([*BACKUP, "verified.json"])  # lock released
+    stem = report["dump"]["manifest_key"].removesuffix(".manifest.json")
+    stored = sum(size for key, size in result.objects.items() if key.endswith(".dump.zst"))
+    assert report["dump"]["stored_bytes"] == stored and report["dump"]["dump_key"].startswith(stem)
     assert [n["subject"] for n in result.notifications] == ["pgautodumper backup items succeeded"]
 
 
@@ -164,7 +170,7 @@ def test_happy_path_without_verify_and_no_success_notification(run) -> None:
     assert "SkipVerify" in result.execution.visited
     assert "Verify" not in result.execution.visited
     assert result.execution.output["verify"]["verdict"] == "skipped"
-    assert suffixes(result) == ["dump.zst", "manifest.json"]
+    assert suffixes(result) == BACKUP
     assert result.notifications == []
 
 
@@ -174,7 +180,7 @@ def test_transient_preflight_failure_is_retried_then_succeeds(run) -> None:
     failures = [e for e in result.execution.history if e["type"] == "TaskFailed"]
     assert [e["taskFailedEventDetails"]["error"] for e in failures] == ["PreflightConnectionError"]
     assert lambda_attempts(result, "Preflight") == 2  # the mocked attempt, then a real one
-    assert suffixes(result) == ["dump.zst", "manifest.json"]
+    assert suffixes(result) == BACKUP
 
 
 def test_auth_failure_is_not_retried_notifies_and_fails(emu, make_database, capfd) -> None:
@@ -251,3 +257,20 @@ def test_lock_held_by_a_running_execution_is_a_clear_skip(run, emu: Emulator) ->
     lock = emu.client("s3").get_object(Bucket=result.stack.bucket, Key="items/.lock")
     assert lock["Body"].read().decode() == holder["body"]  # untouched
     assert "BackupAlreadyRunningError" in result.notifications[0]["subject"]
+
+
+def test_verify_only_mode_verifies_the_newest_backup_without_dumping(run, emu) -> None:
+    backup = run({"verify": False, "notify_on_success": False})
+    stack = backup.stack
+    request = stack.request("items", mode="verify", sslmode="disable", notify_on_success=True)
+    result = emu.run_execution(stack.state_machine_arn, request)
+    assert result.status == "SUCCEEDED", result.cause
+    visited = result.visited
+    assert {"Verify", "RecordVerify", "Notify"} <= set(visited)
+    assert not {"Dump", "Record", "Prune"} & set(visited)
+    report = result.output
+    assert report["verify"]["verdict"] == "passed"
+    assert report["verify"]["verified_key"] == backup.execution.output["dump"]["dump_key"]
+    keys = {o["Key"] for o in emu.client("s3").list_objects_v2(Bucket=stack.bucket)["Contents"]}
+    assert not any(key.endswith(".lock") for key in keys)  # no lock taken, none left
+    assert sum(key.endswith(".manifest.json") for key in keys) == 1  # no new backup

@@ -57,6 +57,8 @@ def test_smoke_aws_against_the_emulator(
 ) -> None:
     Emulator = _emulator_class()
     with Emulator() as emu:
+        # moto's backends are per process: forget what earlier tests' emulators left.
+        emu.reset()
         ec2 = emu.client("ec2")
         vpc = ec2.create_vpc(CidrBlock="10.42.0.0/16")["Vpc"]["VpcId"]
         # moto's ECS backend refuses a VPC without DNS hostnames.

@@ -90,3 +90,26 @@ def test_all_ok_exits_zero(cli, s3, bucket) -> None:
     result = cli("status", "--bucket", bucket, "--json")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)[0]["state"] == "OK"
+
+
+def test_the_freshness_lambda_publishes_hours_since_per_name(backups, monkeypatch, capsys):
+    from lambdas import freshness
+    from tests.lambdas.conftest import FakeContext, emf_records
+
+    monkeypatch.setenv("PGAUTODUMPER_BUCKET", backups)
+    monkeypatch.setenv("PGAUTODUMPER_PREFIX", "p")
+    output = freshness.handler({}, FakeContext())
+    assert {row["name"] for row in output["names"]} == {
+        "ok", "stale", "never", "unverified", "failing"
+    }  # fmt: skip
+    records = emf_records(capsys.readouterr().out)
+    published = {
+        (r["Name"], name)
+        for r in records
+        for name in ("HoursSinceLastBackup", "HoursSinceLastVerify")
+        if name in r
+    }
+    assert ("ok", "HoursSinceLastBackup") in published
+    assert ("ok", "HoursSinceLastVerify") in published
+    assert ("failing", "HoursSinceLastVerify") not in published  # only passing verifies count
+    assert all(r["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["Name"]] for r in records)

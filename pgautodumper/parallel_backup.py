@@ -1,0 +1,392 @@
+"""Format 2: one snapshot, many streams, each into its own object; the manifest last.
+
+    leader    REPEATABLE READ, READ ONLY, our session settings; pg_export_snapshot();
+              the plan (plan.py); ACCESS SHARE on every table, bounded by the lock
+              wait (blockers.py); no table rewritten since the snapshot; row counts
+              of the tables pg_dump keeps
+    pg_dump   --section=pre-data --section=post-data      → <stem>.schema.dump.zst
+    pg_dump   --section=data --exclude-table-data=<each streamed table, quoted exactly>
+                                                           → <stem>.data.dump.zst
+    jobs x psql  BEGIN REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT;
+              LOCK TABLE ONLY t IN ACCESS SHARE MODE NOWAIT (as pg_dump's workers do,
+              so a queued ACCESS EXCLUSIVE cannot deadlock us unseen);
+              COPY (SELECT <columns> FROM ONLY t [WHERE range]) TO STDOUT
+                                                           → <stem>.part-NNNNN.copy.zst
+
+Every stream goes through zstd and sha256 into its own multipart upload; rows
+come from COPY's command tag (psql's ROW_COUNT), checked against the lines
+streamed. Nothing is completed until every stream succeeded and the leader's
+snapshot is still held; any failure kills every child and aborts every upload.
+
+Peak memory: the interpreter (about 90 MiB) plus, per concurrent stream
+(``jobs`` parts and the two archives), ``(PART_IN_FLIGHT + 1)`` S3 part
+buffers of the object's part size (5 MiB for objects up to 50 GB). At
+``--jobs 2``: about 90 + 4 x 2 x 5 = 130 MiB, whatever the database size.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from pgautodumper import __version__, blockers, layout, storage, streams
+from pgautodumper.backup import BackupOptions, RowCounter, pg_dump_argv
+from pgautodumper.child import ToolProcess
+from pgautodumper.connection import ConnectionInfo, session_settings
+from pgautodumper.errors import DumpFailedError, StorageError
+from pgautodumper.manifest import (
+    Compression,
+    ManifestV2,
+    StoredObject,
+    TablePart,
+    TableRows,
+)
+from pgautodumper.pgtools import find_tool, server_major
+from pgautodumper.plan import Plan, PlannedPart, make_plan
+from pgautodumper.snapshot import ensure_alive, ensure_not_rewritten, held_snapshot
+
+log = logging.getLogger(__name__)
+
+PART_IN_FLIGHT = 1  # parallel streams upload in parallel already
+PSQL_WARN_SINCE = 13  # \warn, which carries COPY's row count to stderr
+_ROWS = re.compile(r"^PGAUTODUMPER_ROWS (\d+)$")
+
+SinkFactory = Callable[[str, int], storage.Sink]
+
+
+def quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def qualified(schema: str, table: str) -> str:
+    return f"{quote_ident(schema)}.{quote_ident(table)}"
+
+
+def copy_query(part: PlannedPart | TablePart) -> str:
+    """``COPY (SELECT <columns> FROM ONLY t [WHERE range]) TO STDOUT``."""
+    columns = ", ".join(map(quote_ident, part.columns))
+    where = f" WHERE {part.predicate}" if part.predicate else ""
+    table = qualified(part.schema_name, part.table)
+    return f"COPY (SELECT {columns} FROM ONLY {table}{where}) TO STDOUT"
+
+
+def psql_argv(psql: str) -> list[str]:
+    return [psql, "-X", "-q", "-w", "-v", "ON_ERROR_STOP=1", "-f", "-"]
+
+
+def copy_out_script(snapshot_id: str, part: PlannedPart) -> str:
+    """One psql session that reads one part in the snapshot.
+
+    ``\\g /dev/stdout`` sends COPY's data to stdout and makes psql keep COPY's
+    command tag in ``ROW_COUNT``, which ``\\warn`` writes to stderr.
+    """
+    table = qualified(part.schema_name, part.table)
+    return "\n".join(
+        [
+            "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY;",
+            f"SET TRANSACTION SNAPSHOT '{snapshot_id}';",
+            f"LOCK TABLE ONLY {table} IN ACCESS SHARE MODE NOWAIT;",
+            f"{copy_query(part)} \\g /dev/stdout",
+            "\\warn PGAUTODUMPER_ROWS :ROW_COUNT",
+            "COMMIT;",
+            "",
+        ]
+    )
+
+
+def exclusions(plan: Plan) -> list[str]:
+    """pg_dump's --exclude-table-data for the streamed tables: exact, quoted names.
+
+    A pattern could also match a sequence's data (SEQUENCE SET); a quoted name
+    matches only the relation so named, and a table and a sequence cannot
+    share a name in one schema.
+    """
+    return [f"--exclude-table-data={qualified(s, t)}" for s, t in plan.streamed_tables()]
+
+
+def rows_from(stderr: str) -> int | None:
+    for line in reversed(stderr.split(" | ")):
+        if match := _ROWS.match(line.strip()):
+            return int(match[1])
+    return None
+
+
+@dataclass
+class _Stream:
+    """One child process writing one object."""
+
+    key: str
+    what: str
+    process: ToolProcess | None = None
+    sink: storage.Sink | None = None
+    result: streams.Compressed | None = None
+
+
+class _Streams:
+    """Every stream of one backup: started, stopped and completed together."""
+
+    def __init__(self, sink_factory: SinkFactory, *, level: int) -> None:
+        self._sink_factory = sink_factory
+        self._level = level
+        self._lock = threading.Lock()
+        self._all: list[_Stream] = []
+        self.failed = threading.Event()
+
+    def run(
+        self, stream: _Stream, argv: list[str], env: dict[str, str], part_size: int,
+        secrets: list[str], script: str | None = None,
+    ) -> _Stream:  # fmt: skip
+        with self._lock:
+            if self.failed.is_set():
+                raise _Cancelled()
+            self._all.append(stream)
+            stream.sink = self._sink_factory(stream.key, part_size)
+            stream.process = ToolProcess(
+                argv, env, stdin=subprocess.PIPE if script else None, stdout=subprocess.PIPE,
+                secrets=secrets,
+            )  # fmt: skip
+        if script:
+            stream.process.stdin.write(script.encode())
+            stream.process.stdin.close()
+        try:
+            stream.result = streams.compress(
+                stream.process.stdout, stream.sink, level=self._level, threads=0,
+                what=stream.what,
+            )  # fmt: skip
+        except BaseException:
+            self.fail()
+            raise
+        if stream.process.wait() != 0:
+            self.fail()
+            if self._cancelled_by_us(stream):
+                raise _Cancelled()
+            raise DumpFailedError(
+                f"{stream.what} failed: {stream.process.failure()}",
+                hint="nothing was stored; fix the cause above and run the backup again",
+            )
+        return stream
+
+    def _cancelled_by_us(self, stream: _Stream) -> bool:
+        assert stream.process is not None
+        return stream.process.process.returncode in (-9, -15) and self.failed.is_set()
+
+    def fail(self) -> None:
+        """Stop every child: the backup has failed."""
+        self.failed.set()
+        with self._lock:
+            for stream in self._all:
+                if stream.process is not None and stream.process.process.poll() is None:
+                    stream.process.process.kill()
+
+    def abort(self) -> None:
+        self.fail()
+        for stream in self._all:
+            if stream.process is not None:
+                stream.process.wait()
+            if stream.sink is not None:
+                stream.sink.abort()
+
+    def complete(self, bucket: str) -> None:
+        """Make every object visible, or none: a failed completion deletes the rest."""
+        done: list[str] = []
+        try:
+            for stream in self._all:
+                assert stream.sink is not None
+                stream.sink.complete()
+                done.append(stream.key)
+        except BaseException:
+            self.abort()
+            for key in done:
+                with contextlib.suppress(StorageError):
+                    storage.delete(bucket, key)
+            raise
+
+
+class _Cancelled(Exception):
+    """A stream stopped because another one failed first."""
+
+
+def _object(stream: _Stream) -> StoredObject:
+    assert stream.result is not None
+    r = stream.result
+    return StoredObject(
+        key=stream.key, sha256=r.sha256, stored_bytes=r.stored_bytes, raw_bytes=r.raw_bytes
+    )
+
+
+def _part_size(estimated_bytes: int) -> int:
+    return storage.initial_part_size(estimated_bytes, minimum=storage.MIN_PART_SIZE)
+
+
+def run_parallel_backup(
+    info: ConnectionInfo, options: BackupOptions, sink_factory: SinkFactory | None = None
+) -> ManifestV2:
+    """Dump one database as format 2; returns the manifest that was written."""
+    started = time.monotonic()
+    started_at = datetime.now(UTC)
+    factory = sink_factory or (
+        lambda key, size: storage.S3MultipartSink(
+            options.bucket, key, base_part_size=size, in_flight=PART_IN_FLIGHT
+        )
+    )
+    with held_snapshot(info) as (snapshot, conn):
+        server = snapshot.server
+        major = server_major(server.server_version_num)
+        pg_dump = find_tool("pg_dump", major, pinned=options.pg_dump_major)
+        psql = find_tool("psql", max(major, PSQL_WARN_SINCE))
+        name = options.name or server.database
+        keys = layout.backup_keys(
+            options.prefix, name, options.started_at or started_at, options.run_id
+        )
+        plan = make_plan(
+            conn,
+            threshold_bytes=options.stream_threshold_bytes,
+            jobs=options.jobs,
+            server_version_num=server.server_version_num,
+        )
+        log.info(
+            "backup %s (format 2, %d jobs): %d part(s) of %d table(s) by COPY, the rest by %s %s",
+            name, options.jobs, len(plan.parts), len(plan.streamed_tables()), pg_dump.name,
+            pg_dump.version,
+        )  # fmt: skip
+        locked = blockers.lock_for_dump(
+            conn, info, wait_seconds=options.lock_wait_timeout_seconds, database=server.database
+        )
+        ensure_not_rewritten(conn, info, locked)
+        counter = RowCounter(conn, info, skip=set(plan.streamed_tables()))
+        work = _Streams(factory, level=options.level)
+        secrets = info.secret_values()
+        dump_env = info.libpq_env()
+        copy_env = info.libpq_env(settings=session_settings(server.server_version_num))
+        base = pg_dump_argv(
+            pg_dump,
+            snapshot.snapshot_id,
+            lock_wait_timeout_seconds=options.lock_wait_timeout_seconds,
+        )
+        schema = _Stream(keys.schema_archive, f"the schema archive of {server.database}")
+        data = _Stream(keys.data_archive, f"the remaining-data archive of {server.database}")
+        parts = [
+            _Stream(keys.part(number), f"the COPY of {part.qualified} (part {number})")
+            for number, part in enumerate(plan.parts, 1)
+        ]
+        try:
+            counter.start()
+            archives = ThreadPoolExecutor(2, thread_name_prefix="pg_dump")
+            copies = ThreadPoolExecutor(options.jobs, thread_name_prefix="copy")
+            with archives, copies:
+                futures = [
+                    archives.submit(
+                        work.run, schema, [*base, "--section=pre-data", "--section=post-data"],
+                        dump_env, storage.MIN_PART_SIZE, secrets,
+                    ),
+                    archives.submit(
+                        work.run, data, [*base, "--section=data", *exclusions(plan)], dump_env,
+                        _part_size(server.database_size_bytes), secrets,
+                    ),
+                ] + [
+                    copies.submit(
+                        work.run, stream, psql_argv(str(psql.path)), copy_env,
+                        _part_size(part.estimated_bytes), secrets,
+                        copy_out_script(snapshot.snapshot_id, part),
+                    )
+                    for stream, part in zip(parts, plan.parts, strict=True)
+                ]  # fmt: skip
+                _wait(futures, work, info, locked, options, counter, conn.info.dbname)
+            table_parts = [_table_part(s, p) for s, p in zip(parts, plan.parts, strict=True)]
+            tables = _merge_counts(counter.rows(), table_parts)
+            # The snapshot was held for the whole dump only if its connection is alive now.
+            ensure_alive(conn, info)
+            work.complete(options.bucket)
+        except BaseException:
+            counter.stop()
+            work.abort()
+            raise
+    manifest = ManifestV2(
+        name=name,
+        database=server.database,
+        run_id=keys.run_id,
+        manifest_key=keys.manifest,
+        compression=Compression(level=options.level, threads=0),
+        pg_dump_version=pg_dump.version,
+        server_version=server.server_version,
+        server_version_num=server.server_version_num,
+        snapshot=snapshot.snapshot_id,
+        started_at=started_at,
+        finished_at=datetime.now(UTC),
+        duration_seconds=round(time.monotonic() - started, 3),
+        tool_version=__version__,
+        jobs=options.jobs,
+        stream_threshold_bytes=options.stream_threshold_bytes,
+        schema_archive=_object(schema),
+        data_archive=_object(data),
+        parts=table_parts,
+        relations=plan.relations,
+        tables=tables,
+    )
+    storage.put_if_absent(options.bucket, keys.manifest, manifest.to_json())
+    return manifest
+
+
+def _wait(
+    futures: list, work: _Streams, info: ConnectionInfo, locked: list[blockers.Table],
+    options: BackupOptions, counter: RowCounter, database: str,
+) -> None:  # fmt: skip
+    """Every stream's end; the first real failure is the one reported."""
+    failures: list[BaseException] = []
+    for future in as_completed(futures):
+        try:
+            future.result()
+        except _Cancelled:
+            continue
+        except BaseException as exc:
+            work.fail()
+            failures.append(exc)
+    if not failures:
+        return
+    first = failures[0]
+    if (error := counter.failure()) is not None:
+        raise error
+    for failure in failures:
+        text = str(failure)
+        if "could not obtain lock" in text or blockers.pg_dump_lock_timeout(text):
+            raise blockers.diagnose(
+                info, locked, waited_seconds=options.lock_wait_timeout_seconds, database=database
+            ) from None
+    raise first
+
+
+def _table_part(stream: _Stream, part: PlannedPart) -> TablePart:
+    assert stream.result is not None and stream.process is not None
+    rows = rows_from(stream.process.stderr_tail())
+    if rows is None or rows != stream.result.newlines:
+        raise DumpFailedError(
+            f"{stream.what}: COPY reported {rows} rows but {stream.result.newlines} lines "
+            "were streamed",
+            hint="nothing was stored; run the backup again and report this",
+        )
+    return TablePart(
+        **_object(stream).model_dump(),
+        schema=part.schema_name,
+        table=part.table,
+        columns=part.columns,
+        predicate=part.predicate,
+        rows=rows,
+        freeze=part.freeze,
+    )
+
+
+def _merge_counts(counted: list[TableRows], parts: list[TablePart]) -> list[TableRows]:
+    streamed: dict[tuple[str, str], int] = {}
+    for part in parts:
+        key = (part.schema_name, part.table)
+        streamed[key] = streamed.get(key, 0) + part.rows
+    rows = [*counted, *(TableRows(schema=s, table=t, rows=n) for (s, t), n in streamed.items())]
+    return sorted(rows, key=lambda r: (r.schema_name, r.table))

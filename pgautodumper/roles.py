@@ -1,0 +1,235 @@
+"""The roles a backup's objects need, so a restore into a new server can recreate them.
+
+pg_dump leaves roles out: they belong to the cluster, not the database. A
+restore into a new server then stops at the first ``ALTER ... OWNER TO``. So
+every format-2 backup also stores ``<stem>.roles.json.zst``: the roles its
+objects name, read from catalogs any role may read (no superuser: it works on
+RDS and Aurora, where pg_authid is off limits) and never a password:
+
+- owners, grantees and default-privilege roles: ``pg_shdepend`` records each
+  dependency of this database's objects on a role (owner, ACL, policy);
+  objects of the bootstrap superuser are not recorded, and need no role;
+- the database's owner;
+- memberships, both ways and transitively: the groups those roles belong to,
+  and their members (the login roles of a group that owns things).
+
+Built-in and provider roles are left out (``pg_*``, ``rds*``, ``azure_*``,
+``cloudsql*``, the bootstrap superuser): every server has its own.
+
+``restore --with-roles`` creates the roles the target lacks (attributes,
+per-role settings, memberships), never with a password: login roles are
+reported so that someone sets one. Attributes only a superuser may grant
+(SUPERUSER, REPLICATION, BYPASSRLS) are granted when the restoring role may,
+else reported.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from datetime import datetime
+
+import psycopg
+from psycopg import sql
+from pydantic import BaseModel, Field
+
+log = logging.getLogger(__name__)
+
+ROLES_FORMAT = 1
+# Roles every server has, or that a provider manages: never stored, never created.
+_BUILT_IN = re.compile(r"^(pg_|rds|azure_|cloudsql|aurora_|alloydb|gcp_)")
+
+_NEEDED = """
+WITH RECURSIVE direct AS (
+    SELECT d.refobjid AS oid
+      FROM pg_catalog.pg_shdepend d
+     WHERE d.refclassid = 'pg_catalog.pg_authid'::pg_catalog.regclass
+       AND d.dbid = (SELECT oid FROM pg_catalog.pg_database
+                      WHERE datname = pg_catalog.current_database())
+    UNION
+    SELECT datdba FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database()
+), closure AS (
+    SELECT oid FROM direct
+    UNION  -- the groups of a role, and the members of a group, transitively
+    SELECT CASE WHEN m.member = c.oid THEN m.roleid ELSE m.member END
+      FROM pg_catalog.pg_auth_members m JOIN closure c ON c.oid IN (m.member, m.roleid)
+)
+SELECT r.rolname, r.rolsuper, r.rolinherit, r.rolcreaterole, r.rolcreatedb, r.rolcanlogin,
+       r.rolreplication, r.rolbypassrls, r.rolconnlimit, r.rolvaliduntil,
+       COALESCE(r.rolconfig, '{}'), r.oid = 10 AS bootstrap
+  FROM pg_catalog.pg_roles r JOIN closure c ON c.oid = r.oid
+ ORDER BY r.rolname
+"""
+
+_MEMBERSHIPS = """
+SELECT g.rolname, m.rolname, a.admin_option
+  FROM pg_catalog.pg_auth_members a
+  JOIN pg_catalog.pg_roles g ON g.oid = a.roleid
+  JOIN pg_catalog.pg_roles m ON m.oid = a.member
+ ORDER BY 1, 2
+"""
+
+
+class Role(BaseModel):
+    name: str
+    login: bool = False
+    superuser: bool = False
+    inherit: bool = True
+    create_role: bool = False
+    create_db: bool = False
+    replication: bool = False
+    bypass_rls: bool = False
+    connection_limit: int = -1
+    valid_until: datetime | None = None
+    settings: list[str] = Field(
+        default_factory=list, description="ALTER ROLE ... SET, as name=value"
+    )
+
+
+class Membership(BaseModel):
+    group: str
+    member: str
+    admin: bool = False
+
+
+class RoleSet(BaseModel):
+    """The body of ``<stem>.roles.json.zst``."""
+
+    format_version: int = ROLES_FORMAT
+    roles: list[Role]
+    memberships: list[Membership]
+
+    def names(self) -> set[str]:
+        return {role.name for role in self.roles}
+
+    def to_json(self) -> bytes:
+        return self.model_dump_json(indent=2).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> RoleSet:
+        return cls.model_validate(json.loads(raw))
+
+
+def built_in(name: str) -> bool:
+    return bool(_BUILT_IN.match(name))
+
+
+def collect(conn: psycopg.Connection) -> RoleSet:
+    """The roles this database's objects need, with their memberships (no passwords)."""
+    roles = []
+    for row in conn.execute(_NEEDED).fetchall():
+        name, *attributes, bootstrap = row
+        if bootstrap or built_in(name):
+            continue
+        sup, inherit, createrole, createdb, login, repl, bypass, limit, until, config = attributes
+        roles.append(
+            Role(
+                name=name,
+                login=login,
+                superuser=sup,
+                inherit=inherit,
+                create_role=createrole,
+                create_db=createdb,
+                replication=repl,
+                bypass_rls=bypass,
+                connection_limit=limit,
+                valid_until=until,
+                settings=list(config),
+            )
+        )
+    names = {role.name for role in roles}
+    memberships = [
+        Membership(group=group, member=member, admin=admin)
+        for group, member, admin in conn.execute(_MEMBERSHIPS).fetchall()
+        if group in names and member in names
+    ]
+    return RoleSet(roles=roles, memberships=memberships)
+
+
+class CreatedRoles(BaseModel):
+    """What ``--with-roles`` did (part of restore's report)."""
+
+    created: list[str] = Field(default_factory=list)
+    need_password: list[str] = Field(default_factory=list, description="login roles created")
+    not_granted: list[str] = Field(
+        default_factory=list, description="attributes only a superuser may give, left out"
+    )
+
+
+def missing(conn: psycopg.Connection, roles: RoleSet) -> list[str]:
+    existing = {row[0] for row in conn.execute("SELECT rolname FROM pg_catalog.pg_roles")}
+    return sorted(roles.names() - existing)
+
+
+def _options(role: Role, *, superuser: bool) -> tuple[list[str], list[str]]:
+    """CREATE ROLE options we may give, and the ones left out (not a superuser)."""
+    options = [
+        "LOGIN" if role.login else "NOLOGIN",
+        "INHERIT" if role.inherit else "NOINHERIT",
+        "CREATEROLE" if role.create_role else "NOCREATEROLE",
+        "CREATEDB" if role.create_db else "NOCREATEDB",
+        f"CONNECTION LIMIT {int(role.connection_limit)}",
+    ]
+    if role.valid_until is not None:
+        options.append(f"VALID UNTIL '{role.valid_until.isoformat()}'")
+    privileged = {
+        "SUPERUSER": role.superuser,
+        "REPLICATION": role.replication,
+        "BYPASSRLS": role.bypass_rls,
+    }
+    wanted = [name for name, on in privileged.items() if on]
+    if superuser:
+        return options + wanted, []
+    return options, wanted
+
+
+# List settings keep their own quoting in rolconfig ('"$user", public'): written as they
+# are, as pg_dumpall does (a quoted literal would make the whole list one element).
+_LIST_SETTINGS = {
+    "search_path", "temp_tablespaces", "session_preload_libraries",
+    "local_preload_libraries", "shared_preload_libraries",
+}  # fmt: skip
+
+
+def _alter_role_set(role: str, setting: str) -> sql.Composed:
+    name, _, value = setting.partition("=")
+    rendered = sql.SQL(value) if name.lower() in _LIST_SETTINGS else sql.Literal(value)
+    return sql.SQL("ALTER ROLE {} SET {} = {}").format(
+        sql.Identifier(role), sql.SQL(".").join(map(sql.Identifier, name.split("."))), rendered
+    )
+
+
+def create_missing(conn: psycopg.Connection, roles: RoleSet) -> CreatedRoles:
+    """Create the roles the target lacks, then their memberships; never a password."""
+    result = CreatedRoles()
+    absent = set(missing(conn, roles))
+    superuser = bool(
+        conn.execute(
+            "SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user"
+        ).fetchone()[0]
+    )
+    for role in roles.roles:
+        if role.name not in absent:
+            continue
+        options, left_out = _options(role, superuser=superuser)
+        conn.execute(
+            sql.SQL("CREATE ROLE {} WITH " + " ".join(options)).format(sql.Identifier(role.name))
+        )
+        for setting in role.settings:
+            conn.execute(_alter_role_set(role.name, setting))
+        result.created.append(role.name)
+        if role.login:
+            result.need_password.append(role.name)
+        result.not_granted += [f"{role.name}: {attribute}" for attribute in left_out]
+    for membership in roles.memberships:
+        if membership.member in absent or membership.group in absent:
+            admin = sql.SQL(" WITH ADMIN OPTION" if membership.admin else "")
+            conn.execute(
+                sql.SQL("GRANT {} TO {}{}").format(
+                    sql.Identifier(membership.group), sql.Identifier(membership.member), admin
+                )
+            )
+    if result.created:
+        log.info("created %d role(s): %s", len(result.created), ", ".join(result.created))
+    return result
