@@ -18,8 +18,8 @@ from aws_lambda_powertools.logging.utils import copy_config_to_registered_logger
 SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "pgautodumper")
 NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "pgautodumper")
 
-# Only Record emits metrics; the other handlers carry the decorator so any metric added
-# later is flushed, and an invocation without one is normal, not worth a warning per call.
+# Record, RecordVerify and Notify emit metrics (Freshness its own single-metric documents);
+# every handler carries the decorator, and an invocation without one is normal.
 warnings.filterwarnings("ignore", "No application metrics to publish", UserWarning)
 
 

@@ -8,6 +8,7 @@ profiles, instance and task roles): boto3 reads them itself.
 from __future__ import annotations
 
 import os
+import threading
 from functools import cache
 from typing import Any
 
@@ -36,14 +37,28 @@ def _session() -> boto3.session.Session:
     return boto3.session.Session(region_name=region or "us-east-1")
 
 
+_clients: dict[tuple[str, str | None], Any] = {}
+_clients_lock = threading.Lock()
+
+
 def client(service: str) -> Any:
-    """A client for ``service``; cached per process, safe to share across threads."""
-    return _cached_client(service, os.environ.get("AWS_ENDPOINT_URL"))
+    """A client for ``service``; one per process and endpoint, shared across threads.
+
+    boto3 sessions are not thread-safe and a client costs some 10 MiB: parallel
+    streams starting at once must share one, not race to make several.
+    """
+    key = (service, os.environ.get("AWS_ENDPOINT_URL"))
+    with _clients_lock:
+        if key not in _clients:
+            _clients[key] = _session().client(service, config=_CONFIG)
+        return _clients[key]
 
 
-@cache
-def _cached_client(service: str, _endpoint: str | None) -> Any:
-    return _session().client(service, config=_CONFIG)
+def reset() -> None:
+    """Forget the session and clients (the environment's endpoint or credentials changed)."""
+    with _clients_lock:
+        _clients.clear()
+        _session.cache_clear()
 
 
 def error_code(exc: Exception) -> str:

@@ -167,5 +167,8 @@ def run(document: ExecutionDocument) -> LockRelease:
     """The ReleaseLock Lambda (also on every failure path: a lock we never took stays)."""
     execution: ExecutionContext = document.require("execution")
     request = document.request
-    released = release(request.bucket, request.prefix, request.name, execution.id)
+    # Mode 'verify' takes no lock (its bucket may be the vault, where we only read).
+    released = request.mode == "backup" and release(
+        request.bucket, request.prefix, request.name, execution.id
+    )
     return LockRelease(released=released, lock_key=layout.lock_key(request.prefix, request.name))

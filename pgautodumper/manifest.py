@@ -22,7 +22,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    computed_field,
+)
 
 from pgautodumper.errors import ManifestError
 
@@ -152,15 +159,19 @@ class ManifestV2(BaseModel):
         extra = [self.roles] if self.roles else []
         return [self.schema_archive, self.data_archive, *self.parts, *extra]
 
+    # Computed, and written too: scripts read the same fields from either format.
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def dump_key(self) -> str:
         """The backup's main pg_dump archive (what ``--key`` and reports show)."""
         return self.schema_archive.key
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def stored_bytes(self) -> int:
         return sum(o.stored_bytes for o in self.objects())
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def raw_bytes(self) -> int:
         return sum(o.raw_bytes for o in self.objects())

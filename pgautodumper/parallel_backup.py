@@ -1,27 +1,35 @@
 """Format 2: one snapshot, many streams, each into its own object; the manifest last.
 
     leader    REPEATABLE READ, READ ONLY, our session settings; pg_export_snapshot();
-              the plan (plan.py); ACCESS SHARE on every table, bounded by the lock
-              wait (blockers.py); no table rewritten since the snapshot; row counts
-              of the tables pg_dump keeps
+              ACCESS SHARE on every table, bounded by the lock wait (blockers.py);
+              no table rewritten since the snapshot; the plan (plan.py, under those
+              locks: measuring a table locks it); row counts of the tables pg_dump
+              keeps (and of inheritance parents, whose count includes children)
     pg_dump   --section=pre-data --section=post-data      → <stem>.schema.dump.zst
     pg_dump   --section=data --exclude-table-data=<each streamed table, quoted exactly>
                                                            → <stem>.data.dump.zst
     jobs x psql  BEGIN REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT;
               LOCK TABLE ONLY t IN ACCESS SHARE MODE NOWAIT (as pg_dump's workers do,
               so a queued ACCESS EXCLUSIVE cannot deadlock us unseen);
-              COPY (SELECT <columns> FROM ONLY t [WHERE range]) TO STDOUT
-                                                           → <stem>.part-NNNNN.copy.zst
+              COPY (SELECT <columns> FROM ONLY t [WHERE range]) TO STDOUT, in the
+              database's encoding (as pg_dump writes)      → <stem>.part-NNNNN.copy.zst
 
 Every stream goes through zstd and sha256 into its own multipart upload; rows
 come from COPY's command tag (psql's ROW_COUNT), checked against the lines
 streamed. Nothing is completed until every stream succeeded and the leader's
-snapshot is still held; any failure kills every child and aborts every upload.
+snapshot is still held; any failure kills every child and aborts every upload,
+and a child that dies by a signal we did not send (the OOM killer, an operator)
+is a failure like any other.
 
-Peak memory: the interpreter (about 90 MiB) plus, per concurrent stream
-(``jobs`` parts and the two archives), ``(PART_IN_FLIGHT + 1)`` S3 part
-buffers of the object's part size (5 MiB for objects up to 50 GB). At
-``--jobs 2``: about 90 + 4 x 2 x 5 = 130 MiB, whatever the database size.
+Peak memory: the interpreter with its libraries and one S3 client (about 80
+MiB) plus, per *running* stream (``jobs`` parts and the two archives),
+``(PART_IN_FLIGHT + 1)`` S3 part buffers of the object's part size (5 MiB for
+objects up to 2.4 TiB: first_part_size) and about 3 MiB of zstd and read
+buffers. A stream that ended has uploaded its last part and holds no buffer
+while its upload waits to be completed (the sink's ``finish()``). At
+``--jobs 2``: about 80 + 4 x (2 x 5 + 3) = 132 MiB, whatever the database size
+and however many parts it has (measured 105-115 MiB:
+tests/integration/test_format2_backup_memory.py).
 """
 
 from __future__ import annotations
@@ -37,7 +45,9 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from pgautodumper import __version__, blockers, layout, storage, streams
+import psycopg
+
+from pgautodumper import __version__, aws, blockers, layout, storage, streams
 from pgautodumper.backup import BackupOptions, RowCounter, pg_dump_argv
 from pgautodumper.child import ToolProcess
 from pgautodumper.connection import ConnectionInfo, session_settings
@@ -51,7 +61,12 @@ from pgautodumper.manifest import (
 )
 from pgautodumper.pgtools import find_tool, server_major
 from pgautodumper.plan import Plan, PlannedPart, make_plan
-from pgautodumper.snapshot import ensure_alive, ensure_not_rewritten, held_snapshot
+from pgautodumper.snapshot import (
+    ensure_alive,
+    ensure_not_rewritten,
+    held_snapshot,
+    snapshot_lost,
+)
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +143,7 @@ class _Stream:
     process: ToolProcess | None = None
     sink: storage.Sink | None = None
     result: streams.Compressed | None = None
+    killed: bool = False  # by us, because another stream failed
 
 
 class _Streams:
@@ -147,16 +163,19 @@ class _Streams:
         with self._lock:
             if self.failed.is_set():
                 raise _Cancelled()
-            self._all.append(stream)
-            stream.sink = self._sink_factory(stream.key, part_size)
+            self._all.append(stream)  # from now on abort() aborts its upload
+        # S3 round trips, outside the lock: fail() never waits for them.
+        stream.sink = self._sink_factory(stream.key, part_size)
+        with self._lock:
+            if self.failed.is_set():
+                raise _Cancelled()
             stream.process = ToolProcess(
                 argv, env, stdin=subprocess.PIPE if script else None, stdout=subprocess.PIPE,
                 secrets=secrets,
             )  # fmt: skip
-        if script:
-            stream.process.stdin.write(script.encode())
-            stream.process.stdin.close()
         try:
+            if script:
+                _send(stream.process, script)
             stream.result = streams.compress(
                 stream.process.stdout, stream.sink, level=self._level, threads=0,
                 what=stream.what,
@@ -165,18 +184,19 @@ class _Streams:
             self.fail()
             raise
         if stream.process.wait() != 0:
-            self.fail()
-            if self._cancelled_by_us(stream):
+            if stream.killed:
                 raise _Cancelled()
+            self.fail()
             raise DumpFailedError(
                 f"{stream.what} failed: {stream.process.failure()}",
                 hint="nothing was stored; fix the cause above and run the backup again",
             )
+        try:
+            stream.sink.finish()  # its last part; no buffer kept until completion
+        except BaseException:
+            self.fail()
+            raise
         return stream
-
-    def _cancelled_by_us(self, stream: _Stream) -> bool:
-        assert stream.process is not None
-        return stream.process.process.returncode in (-9, -15) and self.failed.is_set()
 
     def fail(self) -> None:
         """Stop every child: the backup has failed."""
@@ -184,6 +204,7 @@ class _Streams:
         with self._lock:
             for stream in self._all:
                 if stream.process is not None and stream.process.process.poll() is None:
+                    stream.killed = True
                     stream.process.process.kill()
 
     def abort(self) -> None:
@@ -214,6 +235,15 @@ class _Cancelled(Exception):
     """A stream stopped because another one failed first."""
 
 
+def _send(process: ToolProcess, script: str) -> None:
+    """Write psql's script; a psql that exited already (it could not connect) says why."""
+    with contextlib.suppress(BrokenPipeError):
+        try:
+            process.stdin.write(script.encode())
+        finally:
+            process.stdin.close()
+
+
 def _object(stream: _Stream) -> StoredObject:
     assert stream.result is not None
     r = stream.result
@@ -222,14 +252,32 @@ def _object(stream: _Stream) -> StoredObject:
     )
 
 
-def _part_size(estimated_bytes: int) -> int:
-    return storage.initial_part_size(estimated_bytes, minimum=storage.MIN_PART_SIZE)
+def capacity(first_part_size: int) -> int:
+    """How much one object holds in S3's 10,000 parts, its parts growing (storage.part_size)."""
+    return sum(
+        storage.PARTS_PER_STEP * storage.part_size(number, first_part_size)
+        for number in range(1, storage.MAX_PARTS + 1, storage.PARTS_PER_STEP)
+    )
+
+
+def first_part_size(estimated_bytes: int) -> int:
+    """A stream's first part size: 5 MiB while the growing parts hold twice the estimate
+    (objects up to about 2.4 TiB), doubled until they do. Memory is per running stream,
+    so it must not follow the size of the database (nor of the table) as a whole."""
+    size = storage.MIN_PART_SIZE
+    while capacity(size) < 2 * estimated_bytes and size < storage.MAX_PART_SIZE:
+        size *= 2
+    return size
 
 
 def run_parallel_backup(
     info: ConnectionInfo, options: BackupOptions, sink_factory: SinkFactory | None = None
 ) -> ManifestV2:
     """Dump one database as format 2; returns the manifest that was written."""
+    # One S3 client, made here: streams starting together in their threads would each
+    # make one otherwise (the cache is filled after the first is made), 10 MiB apiece,
+    # and botocore's session is not safe to create clients from in parallel.
+    aws.client("s3")
     started = time.monotonic()
     started_at = datetime.now(UTC)
     factory = sink_factory or (
@@ -246,26 +294,40 @@ def run_parallel_backup(
         keys = layout.backup_keys(
             options.prefix, name, options.started_at or started_at, options.run_id
         )
-        plan = make_plan(
-            conn,
-            threshold_bytes=options.stream_threshold_bytes,
-            jobs=options.jobs,
-            server_version_num=server.server_version_num,
+        # Locks first: measuring a table for the plan locks it, and that wait is bounded
+        # only here. Once locked, no table can change until the backup ends.
+        locked = blockers.lock_for_dump(
+            conn, info, wait_seconds=options.lock_wait_timeout_seconds, database=server.database
         )
+        ensure_not_rewritten(conn, info, locked)
+        try:
+            plan = make_plan(
+                conn,
+                threshold_bytes=options.stream_threshold_bytes,
+                jobs=options.jobs,
+                server_version_num=server.server_version_num,
+                locked=[t.oid for t in locked],
+            )
+            encoding = conn.execute(
+                "SELECT pg_catalog.current_setting('server_encoding')"
+            ).fetchone()[0]
+        except psycopg.Error as exc:
+            raise snapshot_lost(info, exc, while_="planning the backup") from None
         log.info(
             "backup %s (format 2, %d jobs): %d part(s) of %d table(s) by COPY, the rest by %s %s",
             name, options.jobs, len(plan.parts), len(plan.streamed_tables()), pg_dump.name,
             pg_dump.version,
         )  # fmt: skip
-        locked = blockers.lock_for_dump(
-            conn, info, wait_seconds=options.lock_wait_timeout_seconds, database=server.database
-        )
-        ensure_not_rewritten(conn, info, locked)
-        counter = RowCounter(conn, info, skip=set(plan.streamed_tables()))
+        counter = RowCounter(conn, info, skip=set(plan.counted_by_copy()))
+        # What the remaining-data archive holds at most: all but the streamed tables.
+        remaining = server.database_size_bytes - sum(p.estimated_bytes for p in plan.parts)
         work = _Streams(factory, level=options.level)
         secrets = info.secret_values()
         dump_env = info.libpq_env()
         copy_env = info.libpq_env(settings=session_settings(server.server_version_num))
+        # COPY writes the client encoding: the database's own, whatever the environment,
+        # the role or the database say (pg_dump does the same).
+        copy_env["PGCLIENTENCODING"] = encoding
         base = pg_dump_argv(
             pg_dump,
             snapshot.snapshot_id,
@@ -281,7 +343,7 @@ def run_parallel_backup(
             counter.start()
             archives = ThreadPoolExecutor(2, thread_name_prefix="pg_dump")
             copies = ThreadPoolExecutor(options.jobs, thread_name_prefix="copy")
-            with archives, copies:
+            with archives, copies, _stopping_on_error(work):
                 futures = [
                     archives.submit(
                         work.run, schema, [*base, "--section=pre-data", "--section=post-data"],
@@ -289,19 +351,19 @@ def run_parallel_backup(
                     ),
                     archives.submit(
                         work.run, data, [*base, "--section=data", *exclusions(plan)], dump_env,
-                        _part_size(server.database_size_bytes), secrets,
+                        first_part_size(remaining), secrets,
                     ),
                 ] + [
                     copies.submit(
                         work.run, stream, psql_argv(str(psql.path)), copy_env,
-                        _part_size(part.estimated_bytes), secrets,
+                        first_part_size(part.estimated_bytes), secrets,
                         copy_out_script(snapshot.snapshot_id, part),
                     )
                     for stream, part in zip(parts, plan.parts, strict=True)
                 ]  # fmt: skip
-                _wait(futures, work, info, locked, options, counter, conn.info.dbname)
+                _wait(futures, work, conn, info, locked, options, counter, server.database)
             table_parts = [_table_part(s, p) for s, p in zip(parts, plan.parts, strict=True)]
-            tables = _merge_counts(counter.rows(), table_parts)
+            tables = _merge_counts(counter.rows(), table_parts, set(plan.counted_by_copy()))
             # The snapshot was held for the whole dump only if its connection is alive now.
             ensure_alive(conn, info)
             work.complete(options.bucket)
@@ -335,11 +397,24 @@ def run_parallel_backup(
     return manifest
 
 
+@contextlib.contextmanager
+def _stopping_on_error(work: _Streams):
+    """Inside the executors: an error (SIGTERM, SIGINT) stops the children before the
+    executors wait for their threads, and streams not started yet never start."""
+    try:
+        yield
+    except BaseException:
+        work.fail()
+        raise
+
+
 def _wait(
-    futures: list, work: _Streams, info: ConnectionInfo, locked: list[blockers.Table],
-    options: BackupOptions, counter: RowCounter, database: str,
+    futures: list, work: _Streams, conn: psycopg.Connection, info: ConnectionInfo,
+    locked: list[blockers.Table], options: BackupOptions, counter: RowCounter, database: str,
 ) -> None:  # fmt: skip
-    """Every stream's end; the first real failure is the one reported."""
+    """Every stream's end; the first real failure is the one reported, or its root cause:
+    the leader's snapshot lost (a child then cannot import it), or a lock held by someone
+    else (named by a diagnosis)."""
     failures: list[BaseException] = []
     for future in as_completed(futures):
         try:
@@ -350,10 +425,21 @@ def _wait(
             work.fail()
             failures.append(exc)
     if not failures:
+        if work.failed.is_set():  # cannot happen: whoever sets it has failed
+            raise DumpFailedError(
+                "a stream of the backup was stopped without a reported cause",
+                hint="nothing was stored; run the backup again and report this",
+            )
         return
     first = failures[0]
     if (error := counter.failure()) is not None:
         raise error
+    if any("snapshot" in str(failure).lower() for failure in failures):
+        counter.stop()  # the connection is ours alone again
+        try:
+            conn.execute("SELECT 1")
+        except psycopg.Error as exc:
+            raise snapshot_lost(info, exc, while_="while the dump was streaming") from None
     for failure in failures:
         text = str(failure)
         if "could not obtain lock" in text or blockers.pg_dump_lock_timeout(text):
@@ -383,10 +469,14 @@ def _table_part(stream: _Stream, part: PlannedPart) -> TablePart:
     )
 
 
-def _merge_counts(counted: list[TableRows], parts: list[TablePart]) -> list[TableRows]:
+def _merge_counts(
+    counted: list[TableRows], parts: list[TablePart], by_copy: set[tuple[str, str]]
+) -> list[TableRows]:
+    """The leader's counts, plus the sums of the parts of the tables COPY counted."""
     streamed: dict[tuple[str, str], int] = {}
     for part in parts:
         key = (part.schema_name, part.table)
-        streamed[key] = streamed.get(key, 0) + part.rows
+        if key in by_copy:
+            streamed[key] = streamed.get(key, 0) + part.rows
     rows = [*counted, *(TableRows(schema=s, table=t, rows=n) for (s, t), n in streamed.items())]
     return sorted(rows, key=lambda r: (r.schema_name, r.table))

@@ -1,6 +1,8 @@
 """The plan of a format-2 backup: which tables stream by COPY, in which parts.
 
-Read in the leader's snapshot (its catalog is the dump's catalog):
+Read in the leader's snapshot (its catalog is the dump's catalog), once the
+leader holds ACCESS SHARE on every table (the size functions lock what they
+measure; under our locks they cannot wait):
 
 - **Streamed**: ordinary tables and leaf partitions (permanent or unlogged) whose
   size is at least the threshold (``DEFAULT_STREAM_THRESHOLD``, 64 MiB). Each
@@ -24,6 +26,7 @@ belongs to which table.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 
 from psycopg import Connection
 from pydantic import BaseModel, Field
@@ -49,25 +52,36 @@ SELECT p.relid
            AND c.opcnamespace = 'pg_catalog'::pg_catalog.regnamespace) = ANY (pt.partclass)
 """
 
+# The filters run first (OFFSET 0 keeps them in their subquery): the size functions
+# lock what they measure, so they only ever see the tables the leader has locked.
 _CANDIDATES = f"""
-SELECT c.oid, n.nspname, c.relname, c.relispartition,
-       pg_catalog.pg_relation_size(c.oid) AS heap_bytes,
-       pg_catalog.pg_table_size(c.oid) AS table_bytes,
-       (SELECT pg_catalog.array_agg(a.attname ORDER BY a.attnum)
-          FROM pg_catalog.pg_attribute a
-         WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
-           AND a.attgenerated = '') AS columns
-  FROM pg_catalog.pg_class c
-  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
- WHERE c.relkind = 'r' AND c.relpersistence IN ('p', 'u')
-   AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-   AND n.nspname !~ '^pg_(toast|temp_)'
-   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
-                    WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
-                      AND d.objid = c.oid AND d.deptype = 'e')
-   AND c.oid NOT IN ({_LOADED_VIA_ROOT})
-   AND pg_catalog.pg_table_size(c.oid) >= %(threshold)s
- ORDER BY table_bytes DESC, n.nspname, c.relname
+SELECT t.oid, t.nspname, t.relname, t.relispartition, t.heap_bytes, t.table_bytes,
+       t.columns, t.has_children
+  FROM (SELECT c.oid, n.nspname, c.relname, c.relispartition,
+               pg_catalog.pg_relation_size(c.oid) AS heap_bytes,
+               pg_catalog.pg_table_size(c.oid) AS table_bytes,
+               (SELECT pg_catalog.array_agg(a.attname ORDER BY a.attnum)
+                  FROM pg_catalog.pg_attribute a
+                 WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+                   AND a.attgenerated = '') AS columns,
+               EXISTS (SELECT 1 FROM pg_catalog.pg_inherits i
+                        WHERE i.inhparent = c.oid) AS has_children
+          FROM (SELECT c.oid, c.relnamespace, c.relname, c.relispartition
+                  FROM pg_catalog.pg_class c
+                  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                 WHERE c.relkind = 'r' AND c.relpersistence IN ('p', 'u')
+                   AND c.oid = ANY (%(locked)s::pg_catalog.oid[])
+                   AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+                   AND n.nspname !~ '^pg_(toast|temp_)'
+                   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
+                                    WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
+                                      AND d.objid = c.oid AND d.deptype = 'e')
+                   AND c.oid NOT IN ({_LOADED_VIA_ROOT})
+                OFFSET 0) c
+          JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+        OFFSET 0) t
+ WHERE t.table_bytes >= %(threshold)s
+ ORDER BY t.table_bytes DESC, t.nspname, t.relname
 """
 
 _RELATIONS = """
@@ -100,6 +114,9 @@ class PlannedPart(BaseModel):
     predicate: str | None = None
     estimated_bytes: int
     freeze: bool = Field(description="the table's only part, not a partition")
+    has_children: bool = Field(
+        False, description="an inheritance parent: its count(*) includes its children's rows"
+    )
 
     @property
     def qualified(self) -> str:
@@ -117,9 +134,21 @@ class Plan(BaseModel):
     def streamed_oids(self) -> list[int]:
         return list(dict.fromkeys(p.oid for p in self.parts))
 
+    def counted_by_copy(self) -> list[tuple[str, str]]:
+        """Streamed tables whose row count (``count(*)``, as verify counts) is the sum of
+        their parts' COPY tags: all but inheritance parents, whose count includes their
+        children's rows and is taken by the leader."""
+        return list(dict.fromkeys((p.schema_name, p.table) for p in self.parts
+                                  if not p.has_children))  # fmt: skip
+
 
 def ranges(blocks: int, count: int) -> list[str | None]:
-    """``count`` ctid predicates covering a table of ``blocks`` pages; the last is open."""
+    """``count`` ctid predicates covering a table of ``blocks`` pages; the last is open.
+
+    Never more ranges than pages (a table mostly in TOAST has few): an empty range
+    would be a part with nothing to read.
+    """
+    count = min(count, blocks)
     if count <= 1:
         return [None]
     bounds = [blocks * i // count for i in range(1, count)]
@@ -138,19 +167,31 @@ def range_bytes(total_bytes: int, *, jobs: int, threshold: int) -> int:
 
 
 def make_plan(
-    conn: Connection, *, threshold_bytes: int, jobs: int, server_version_num: int
+    conn: Connection,
+    *,
+    threshold_bytes: int,
+    jobs: int,
+    server_version_num: int,
+    locked: Sequence[int],
 ) -> Plan:
-    """The plan, read in ``conn``'s snapshot."""
+    """The plan, read in ``conn``'s snapshot, among the tables ``conn`` has ``locked``.
+
+    Only locked tables are measured: the size functions take a lock of their own,
+    which would wait, without a bound, for a table someone else holds.
+    """
     block_size = int(conn.execute("SELECT pg_catalog.current_setting('block_size')").fetchone()[0])
-    tables = conn.execute(_CANDIDATES, {"threshold": threshold_bytes}).fetchall()
+    tables = conn.execute(
+        _CANDIDATES, {"threshold": threshold_bytes, "locked": list(locked)}
+    ).fetchall()
     total = sum(row[5] for row in tables)
     target = range_bytes(total, jobs=jobs, threshold=threshold_bytes)
     parts: list[PlannedPart] = []
-    for oid, schema, table, is_partition, heap_bytes, table_bytes, columns in tables:
+    for oid, schema, table, is_partition, heap_bytes, table_bytes, columns, children in tables:
         count = 1
         if server_version_num >= TID_RANGE_SCAN_VERSION:
             count = max(1, -(-table_bytes // target))
-        for predicate in ranges(max(1, heap_bytes // block_size), count):
+        predicates = ranges(max(1, heap_bytes // block_size), count)
+        for predicate in predicates:
             parts.append(
                 PlannedPart(
                     oid=oid,
@@ -158,8 +199,9 @@ def make_plan(
                     table=table,
                     columns=list(columns or []),
                     predicate=predicate,
-                    estimated_bytes=table_bytes // count,
-                    freeze=count == 1 and not is_partition,
+                    estimated_bytes=table_bytes // len(predicates),
+                    freeze=len(predicates) == 1 and not is_partition,
+                    has_children=children,
                 )
             )
     parts.sort(key=lambda p: p.estimated_bytes, reverse=True)

@@ -1,4 +1,7 @@
-"""Restore: S3 ─▶ sha256 + size check ─▶ zstd ─▶ pg_restore, no temporary files.
+"""Restore: S3 ─▶ sha256 + size check ─▶ zstd ─▶ pg_restore, no data-sized disk.
+
+This module restores format 1 (one pg_dump stream) and hands format 2 to
+parallel_restore.py; both refuse a target that holds objects unless --clean.
 
 The last compressed chunk is held back until the whole object's size and
 sha256 match the manifest, so pg_restore never sees the end of a corrupt or
@@ -24,7 +27,7 @@ from collections.abc import Iterator
 
 import psycopg
 import zstandard
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from pgautodumper import catalog, layout, storage
 from pgautodumper.child import ToolProcess
@@ -34,9 +37,11 @@ from pgautodumper.errors import (
     DatabaseError,
     RestoreFailedError,
     TargetNotEmptyError,
+    UsageError,
     redact,
 )
-from pgautodumper.manifest import Manifest
+from pgautodumper.manifest import Manifest, ManifestV2
+from pgautodumper.parallel_restore import RestoreOptions, restore_format2
 from pgautodumper.pgtools import find_tool
 
 log = logging.getLogger(__name__)
@@ -51,17 +56,15 @@ SELECT pg_catalog.count(*) FROM pg_catalog.pg_class c
 """
 
 
-class RestoreOptions(BaseModel):
-    clean: bool = False
-    no_owner: bool = False
-
-
 class RestoreResult(BaseModel):
     dump_key: str
     database: str
     stored_bytes: int
     sha256: str
     seconds: float
+    format_version: int = 1
+    tables: list[str] = Field(default_factory=list, description="what a partial restore restored")
+    parts: int = 0
 
 
 def resolve(
@@ -117,7 +120,53 @@ def pg_restore_argv(path: str, dbname: str, options: RestoreOptions) -> list[str
 def restore(
     bucket: str, keys: layout.BackupKeys, target: ConnectionInfo, options: RestoreOptions
 ) -> RestoreResult:
+    """Restore a backup of either format into ``target``."""
     manifest = catalog.read_manifest(bucket, keys)
+    if isinstance(manifest, ManifestV2):
+        started = time.monotonic()
+        outcome = restore_format2(bucket, manifest, target, options)
+        return RestoreResult(
+            dump_key=manifest.dump_key,
+            database=outcome.database,
+            stored_bytes=manifest.stored_bytes,
+            sha256=manifest.sha256,
+            seconds=round(time.monotonic() - started, 3),
+            format_version=2,
+            tables=outcome.tables,
+            parts=outcome.parts,
+        )
+    if options.partial:
+        raise UsageError(
+            f"restoring single tables or schemas needs a format-2 backup; {keys.dump} is "
+            "format 1 (one pg_dump stream)",
+            hint="restore it whole into a scratch database and copy the table from there, "
+            "or take a new backup (format 2 is the default)",
+        )
+    result = _restore_format1(bucket, keys, manifest, target, options)
+    if options.analyze:
+        analyze(target)
+    return result
+
+
+def analyze(target: ConnectionInfo) -> None:
+    with connect(target, writable=True) as conn:
+        try:
+            conn.execute("ANALYZE")
+        except psycopg.Error as exc:
+            raise DatabaseError(
+                f"ANALYZE after the restore failed on {target.describe()}: "
+                f"{redact(str(exc), target.secret_values()).strip()}",
+                hint="the data is restored; run ANALYZE yourself",
+            ) from None
+
+
+def _restore_format1(
+    bucket: str,
+    keys: layout.BackupKeys,
+    manifest: Manifest,
+    target: ConnectionInfo,
+    options: RestoreOptions,
+) -> RestoreResult:
     checked = inspect_target(target, clean=options.clean)
     dbname = checked.dbname
     tool = find_tool("pg_restore", _major(manifest.pg_dump_version))
@@ -130,7 +179,7 @@ def restore(
         secrets=target.secret_values(),
     )
     try:
-        if not _feed(process, storage.stream(bucket, keys.dump), manifest):
+        if not feed_dump(process, storage.stream(bucket, keys.dump), manifest):
             # pg_restore stopped reading, on bytes that match the manifest: its own failure.
             process.wait()
             raise RestoreFailedError(
@@ -162,8 +211,8 @@ def _major(version: str) -> int:
 _PG_RESTORE_STOPPED = "pg_restore stopped reading"
 
 
-def _feed(process: ToolProcess, chunks: Iterator[bytes], manifest: Manifest) -> bool:
-    """Decompress verified bytes into pg_restore, holding back the last chunk.
+def feed_dump(process: ToolProcess, chunks: Iterator[bytes], manifest: Manifest) -> bool:
+    """Format 1: decompress verified bytes into pg_restore, holding back the last chunk.
 
     Returns False when pg_restore stopped reading before the end (on bytes that
     match the manifest); raises :class:`ChecksumMismatchError` when the bytes

@@ -126,6 +126,10 @@ class Sink(Protocol):
 
     def write(self, data: bytes) -> None: ...
 
+    def finish(self) -> None:
+        """The stream ended: send what is left and release the memory it holds."""
+        ...
+
     def complete(self) -> int:
         """Make the object visible; returns the number of parts."""
         ...
@@ -147,6 +151,9 @@ class NullSink:
 
     def write(self, data: bytes) -> None:
         self.size += len(data)
+
+    def finish(self) -> None:
+        pass
 
     def complete(self) -> int:
         return 1
@@ -187,6 +194,7 @@ class S3MultipartSink:
         self._pool = ThreadPoolExecutor(in_flight, thread_name_prefix="s3-part")
         self._upload_id: str | None = None
         self._closed = False
+        self._uploaded: list[dict[str, object]] | None = None  # once finished
         self._crc = 0  # zlib.crc32 of every byte written, in order
         self._refuse_existing()
         try:
@@ -281,10 +289,27 @@ class S3MultipartSink:
                 exc, bucket=self.bucket, key=self.key, action="upload part of"
             ) from None
 
-    def complete(self) -> int:
+    def finish(self) -> None:
+        """Upload the last part, wait for every part, and free the buffers and threads.
+
+        A stream that has ended need not hold its part buffers until the whole
+        backup is completed (with many parts, that would grow with their
+        number); :meth:`complete` then only commits. A failed part raises here.
+        """
+        if self._uploaded is not None:
+            return
         if self._filled or not self._parts:
             self._flush()
-        parts = [self._part_result(f) for f in self._parts]
+        self._uploaded = [self._part_result(f) for f in self._parts]
+        self._buffer, self._filled = bytearray(), 0
+        with contextlib.suppress(queue.Empty):
+            while True:
+                self._free.get_nowait()
+        self._pool.shutdown(wait=True)
+
+    def complete(self) -> int:
+        self.finish()
+        parts = self._uploaded or []
         try:
             self._s3.complete_multipart_upload(
                 Bucket=self.bucket,

@@ -5,6 +5,12 @@ and format 2's schema archive, remaining-data archive and COPY parts. The raw
 bytes are counted as zstd reads them (and their newlines: in COPY's text
 format every row ends with exactly one, embedded ones are escaped), the hash
 covers the stored (compressed) bytes, which is what a reader checks.
+
+A format-2 backup keeps every upload open until all its streams succeeded, so a
+stream that has ended must not keep its part buffers: the sink's ``finish()``
+uploads the last part and frees them when the stream ends; completing the
+upload later is one request. Memory then follows the streams running, not the
+streams the backup has.
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ EXAMPLE = {
     "secret_arn": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:rds!db-orders-AbCdEf",
     "bucket": "acme-pgautodumper-backups",
     "prefix": "prod",
+    "mode": "backup",
     "verify": True,
     "retention": {
         "keep_last": 7,
@@ -38,6 +39,7 @@ EXAMPLE = {
     "task": {"cpu": 1024, "memory": 4096, "timeout_seconds": 21600},
     "jobs": 2,
     "lock_wait_timeout_seconds": 300,
+    "stream_threshold_bytes": 67108864,
 }
 
 

@@ -1,4 +1,4 @@
-"""Build the Lambda artifact: one zip for all eight handlers (``make package``).
+"""Build the Lambda artifact: one zip for all nine handlers (``make package``).
 
     python scripts/package_lambdas.py [--arch x86_64|arm64] [--python-version 3.12]
 
@@ -33,10 +33,11 @@ REPO = Path(__file__).resolve().parent.parent
 BUILD = REPO / "build" / "lambda"
 ARTIFACT = BUILD / "pgautodumper-lambda.zip"
 CONSTRAINTS = REPO / "scripts" / "lambda-constraints.txt"
-# terraform/lambda.tf local.functions names the same eight (a test keeps them equal).
+# terraform/lambda.tf local.functions names the same nine (a test keeps them equal): the
+# eight steps of the state machine and the hourly freshness function.
 HANDLERS = (
     "lookup_secret", "preflight", "record", "record_verify", "task_failure", "prune",
-    "release_lock", "notify",
+    "release_lock", "notify", "freshness",
 )  # fmt: skip
 # What the handlers import beyond the standard library (a test keeps this honest).
 LAMBDA_DISTRIBUTIONS = ("boto3", "psycopg", "pydantic")

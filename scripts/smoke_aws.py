@@ -7,8 +7,10 @@ Under a unique name prefix it packages the Lambdas, applies
 ``terraform/examples/smoke`` (the module with one database and a throwaway SQS queue
 subscribed to the alert topic), starts one on-demand execution with ``verify: true``,
 follows it printing the state transitions, and checks that it SUCCEEDED with a
-complete manifest, a passing verdict with its recovery time, and a notification. Then
-it destroys everything, the bucket's objects included (``--keep`` leaves it all).
+complete manifest, a passing verdict with its recovery time, and a notification that
+links the dashboard; that the dashboard shows the database; and that the hourly
+freshness function, invoked once, finds the new backup. Then it destroys everything,
+the bucket's objects included (``--keep`` leaves it all).
 
 Credentials, region and endpoint come from the standard AWS environment
 (``AWS_PROFILE``, ``AWS_REGION``, ``AWS_ENDPOINT_URL``): with ``AWS_ENDPOINT_URL`` set,
@@ -228,6 +230,54 @@ def check_run(
         any(execution_arn.rsplit(":", 1)[-1] in body for body in bodies),
         f"a notification about this execution reached the queue ({len(bodies)} message(s))",
     )
+    dashboard_url = outputs["dashboard_url"]
+    checks.check(
+        any(dashboard_url in body for body in bodies),
+        f"the notification links the dashboard ({dashboard_url})",
+    )
+    check_dashboard(checks, region, dashboard_url, "smoke")
+    check_freshness(checks, region, outputs["freshness_function_arn"], "smoke")
+
+
+def check_dashboard(checks: Checks, region: str, url: str, name: str) -> None:
+    """The dashboard the notification links exists and has the database's widgets."""
+    dashboard = url.rsplit("/", 1)[-1]
+    try:
+        body = json.loads(
+            client("cloudwatch", region).get_dashboard(DashboardName=dashboard)["DashboardBody"]
+        )
+    except Exception as exc:  # any failure here is the finding
+        checks.check(False, f"dashboard {dashboard} readable: {exc}")
+        return
+    metrics = {
+        part
+        for widget in body.get("widgets", [])
+        for metric in widget.get("properties", {}).get("metrics", [])
+        for part in metric
+        if isinstance(part, str)
+    }
+    wanted = {"HoursSinceLastBackup", "BackupBytes", "BackupDurationSeconds", "RestoreSeconds"}
+    checks.check(
+        wanted <= metrics and name in metrics and "BackupFailed" in json.dumps(body),
+        f"dashboard {dashboard} graphs {name}: {', '.join(sorted(wanted))}, BackupFailed",
+    )
+
+
+def check_freshness(checks: Checks, region: str, function_arn: str, name: str) -> None:
+    """Invoke the hourly freshness function once: it must find the backup just taken."""
+    try:
+        response = client("lambda", region).invoke(FunctionName=function_arn, Payload=b"{}")
+        payload = json.loads(response["Payload"].read() or b"{}")
+    except Exception as exc:  # any failure here is the finding
+        checks.check(False, f"freshness function invoked: {exc}")
+        return
+    rows = {row.get("name"): row for row in payload.get("names", []) if isinstance(row, dict)}
+    last = (rows.get(name) or {}).get("last_backup") or {}
+    checks.check(
+        "FunctionError" not in response and isinstance(last.get("age_hours"), int | float),
+        f"freshness publishes HoursSinceLastBackup for {name} "
+        f"({last.get('age_hours')} h; {response.get('FunctionError') or 'ok'})",
+    )
 
 
 ################################################################################
@@ -336,7 +386,10 @@ def main(argv: list[str] | None = None) -> int:
     if checks.failures:
         log(f"FAILED: {len(checks.failures)} check(s): " + "; ".join(checks.failures))
         return 1
-    log("PASSED: backup, manifest, verified restore and notification; everything destroyed")
+    log(
+        "PASSED: backup, manifest, verified restore, notification, dashboard and freshness; "
+        "everything destroyed"
+    )
     return 0
 
 

@@ -8,16 +8,16 @@ resource "aws_cloudwatch_metric_alarm" "backup_missing" {
   for_each = var.databases
 
   alarm_name        = "${var.name_prefix}-${each.key}-no-successful-backup"
-  alarm_description = "No successful backup of ${each.key} in ${coalesce(each.value.alarm_window_hours, var.alarm_window_hours)} h. Check the schedule ${var.name_prefix}/${each.key}-backup, the latest executions of ${local.state_machine_name} and the scheduler dead-letter queue. See the module README, 'Alarms'."
-  namespace         = "pgautodumper"
+  alarm_description = "No successful backup of ${each.key} in ${local.alarm_window_hours[each.key]} h. Check the schedule ${var.name_prefix}/${each.key}-backup, the latest executions of ${local.state_machine_name} and the scheduler dead-letter queue; the dashboard ${local.dashboard_urls[0]} shows the hours since the last backup. See the module README, 'Alarms'."
+  namespace         = local.metrics_namespace
   metric_name       = "BackupSucceeded"
   dimensions        = { Name = each.key }
   statistic         = "Sum"
   # Hourly buckets across the whole window: the alarm fires only if every
   # bucket is below 1, and a bucket with no data at all counts as breaching.
   period              = 3600
-  evaluation_periods  = coalesce(each.value.alarm_window_hours, var.alarm_window_hours)
-  datapoints_to_alarm = coalesce(each.value.alarm_window_hours, var.alarm_window_hours)
+  evaluation_periods  = local.alarm_window_hours[each.key]
+  datapoints_to_alarm = local.alarm_window_hours[each.key]
   comparison_operator = "LessThanThreshold"
   threshold           = 1
   treat_missing_data  = "breaching"

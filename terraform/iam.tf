@@ -11,9 +11,34 @@ locals {
   # One pattern per bucket, not one ARN per database: the policies stay the same
   # size whatever the number of databases (IAM counts every character of a role's
   # inline policies against 10,240). "*" stays inside the prefix and matches only
-  # keys named .lock or .preflight-*.
-  lock_arns  = [for arn in local.bucket_arns : "${arn}/${local.key_prefix}*/.lock"]
-  probe_arns = [for arn in local.bucket_arns : "${arn}/${local.key_prefix}*/.preflight-*"]
+  # keys named .lock or .preflight-*, or ending in the suffix. Locks and probes are
+  # written in the module's own bucket only: a vault verify run takes no lock.
+  lock_arn      = "${local.bucket_arn}/${local.key_prefix}*/.lock"
+  probe_arn     = "${local.bucket_arn}/${local.key_prefix}*/.preflight-*"
+  manifests_arn = "${local.bucket_arn}/${local.key_prefix}*.manifest.json"
+  verdicts_arn  = "${local.bucket_arn}/${local.key_prefix}*.verified.json"
+
+  # What each role reads in the vault during a vault verify run (mode "verify", which the
+  # state machine runs as LookupSecret, Preflight, Verify, RecordVerify, ReleaseLock,
+  # Notify, or ExplainVerifyFailure and RecordFailedVerify on a failed verify):
+  # vault_read below grants exactly these, with ListBucket and the vault key's Decrypt.
+  vault_reads = local.vault_verify ? {
+    # The newest manifest; the backup's objects; the verdict; a failed verify's outcome.
+    preflight     = [for arn in local.vault_verify_arns : "${arn}/${local.key_prefix}*.manifest.json"]
+    task          = local.vault_backups_arns
+    record_verify = [for arn in local.vault_verify_arns : "${arn}/${local.key_prefix}*.verified.json"]
+    task_failure  = [for arn in local.vault_verify_arns : "${arn}/${local.key_prefix}*.verify.outcome.json"]
+    # ReleaseLock reads the name's lock in the request's bucket; in mode verify none exists.
+    release_lock = [for arn in local.vault_verify_arns : "${arn}/${local.key_prefix}*/.lock"]
+  } : {}
+  # The only keys anything of this account writes in the vault: the verify task's verdict
+  # and, when it fails, its outcome document (layout.py: <stem>.verified.json,
+  # <stem>.verify.outcome.json). COMPLIANCE Object Lock makes each an immutable version.
+  vault_verdict_write_arns = flatten([
+    for arn in local.vault_verify_arns : ["${arn}/${local.key_prefix}*.verified.json", "${arn}/${local.key_prefix}*.verify.outcome.json"]
+  ])
+  # S3 uses the vault key for the caller, in the vault's region.
+  vault_key_via_s3 = local.vault_verify ? "s3.${local.vault_region}.${local.dns_suffix}" : null
 
   # The database secrets, in managed policies of at most secret_arns_per_policy
   # databases each (a managed policy holds 6,144 characters; variables.tf bounds a
@@ -162,13 +187,58 @@ resource "aws_iam_role_policy_attachment" "read_secrets" {
   policy_arn = aws_iam_policy.read_secrets[each.value.chunk].arn
 }
 
+# What a role reads in the vault during a vault verify run (local.vault_reads): the keys,
+# ListBucket (a missing key is then 404, not 403) and Decrypt through S3 with the vault
+# key. Nothing here writes or deletes.
+data "aws_iam_policy_document" "vault_read" {
+  for_each = local.vault_reads
+
+  statement {
+    sid       = "ReadVault"
+    actions   = ["s3:GetObject"]
+    resources = each.value
+  }
+
+  statement {
+    sid       = "ListVault"
+    actions   = ["s3:ListBucket"]
+    resources = local.vault_verify_arns
+    condition {
+      test     = "StringLike"
+      variable = "s3:prefix"
+      values   = local.list_prefixes
+    }
+  }
+
+  statement {
+    sid       = "DecryptWithVaultKey"
+    actions   = ["kms:Decrypt"]
+    resources = local.vault_key_arns
+    condition {
+      test     = "StringEquals"
+      variable = "kms:ViaService"
+      values   = [local.vault_key_via_s3]
+    }
+  }
+}
+
 data "aws_iam_policy_document" "preflight" {
-  source_policy_documents = [data.aws_iam_policy_document.lookup_secret.json]
+  source_policy_documents = concat(
+    [data.aws_iam_policy_document.lookup_secret.json],
+    [for name, document in data.aws_iam_policy_document.vault_read : document.json if name == "preflight"],
+  )
 
   statement {
     sid       = "TakeLockAndProbeWrites"
     actions   = ["s3:PutObject", "s3:GetObject", "s3:DeleteObject"]
-    resources = concat(local.lock_arns, local.probe_arns)
+    resources = [local.lock_arn, local.probe_arn]
+  }
+
+  # Mode "verify": the newest complete backup of the name, found by its manifest.
+  statement {
+    sid       = "ReadManifests"
+    actions   = ["s3:GetObject"]
+    resources = [local.manifests_arn]
   }
 
   # The lock may be absent: without ListBucket S3 answers 403, not 404, for a missing key
@@ -176,7 +246,7 @@ data "aws_iam_policy_document" "preflight" {
   statement {
     sid       = "ListBackups"
     actions   = ["s3:ListBucket"]
-    resources = local.bucket_arns
+    resources = [local.bucket_arn]
     condition {
       test     = "StringLike"
       variable = "s3:prefix"
@@ -187,7 +257,7 @@ data "aws_iam_policy_document" "preflight" {
   statement {
     sid       = "BucketKey"
     actions   = local.actions.bucket_key_rw
-    resources = local.bucket_key_arns
+    resources = [local.kms_key_arn]
   }
 
   # A lock whose execution has ended may be taken over.
@@ -231,18 +301,19 @@ data "aws_iam_policy_document" "preflight" {
   }
 }
 
-# Record reads the manifest; RecordVerify (below) the verdict, which may be absent.
+# Record reads the manifest of the backup just taken (mode "backup": the module's own
+# bucket only).
 data "aws_iam_policy_document" "record" {
   statement {
     sid       = "ReadManifests"
     actions   = ["s3:GetObject"]
-    resources = local.backups_arns
+    resources = [local.backups_arn]
   }
 
   statement {
     sid       = "ListBackups"
     actions   = ["s3:ListBucket"]
-    resources = local.bucket_arns
+    resources = [local.bucket_arn]
     condition {
       test     = "StringLike"
       variable = "s3:prefix"
@@ -253,19 +324,26 @@ data "aws_iam_policy_document" "record" {
   statement {
     sid       = "BucketKey"
     actions   = local.actions.bucket_key_read
-    resources = local.bucket_key_arns
+    resources = [local.kms_key_arn]
   }
 }
 
-# RecordVerify reads the verdict the verify task wrote.
+# RecordVerify reads the verdict the verify task wrote (which may be absent): in the
+# module's bucket, and in the vault after a vault verify run.
 data "aws_iam_policy_document" "record_verify" {
-  source_policy_documents = [data.aws_iam_policy_document.record.json]
+  source_policy_documents = concat(
+    [data.aws_iam_policy_document.record.json],
+    [for name, document in data.aws_iam_policy_document.vault_read : document.json if name == "record_verify"],
+  )
 }
 
 # ExplainDumpFailure / ExplainVerifyFailure read a task's outcome document (which may be
 # absent: ListBucket makes S3 answer 404, not 403) and find a timed-out run's task.
 data "aws_iam_policy_document" "task_failure" {
-  source_policy_documents = [data.aws_iam_policy_document.record.json]
+  source_policy_documents = concat(
+    [data.aws_iam_policy_document.record.json],
+    [for name, document in data.aws_iam_policy_document.vault_read : document.json if name == "task_failure"],
+  )
 
   statement {
     sid       = "FindTasksOfRun"
@@ -279,11 +357,12 @@ data "aws_iam_policy_document" "task_failure" {
   }
 }
 
+# Prune runs in mode "backup" only, in the module's own bucket: never in the vault.
 data "aws_iam_policy_document" "prune" {
   statement {
     sid       = "ListBackups"
     actions   = local.actions.prune_list
-    resources = local.bucket_arns
+    resources = [local.bucket_arn]
     condition {
       test     = "StringLike"
       variable = "s3:prefix"
@@ -294,10 +373,9 @@ data "aws_iam_policy_document" "prune" {
   statement {
     sid       = "ReadBackups"
     actions   = local.actions.prune_read
-    resources = local.backups_arns
+    resources = [local.backups_arn]
   }
 
-  # Deletes only in the module's own bucket, never in the vault.
   statement {
     sid       = "DeleteExpiredBackups"
     actions   = local.actions.prune_delete
@@ -307,7 +385,7 @@ data "aws_iam_policy_document" "prune" {
   statement {
     sid       = "BucketKey"
     actions   = local.actions.bucket_key_read
-    resources = local.bucket_key_arns
+    resources = [local.kms_key_arn]
   }
 
   # Retention must never shorten Object Lock, whatever else grants it.
@@ -319,18 +397,22 @@ data "aws_iam_policy_document" "prune" {
   }
 }
 
+# Deletes only the module's own bucket's locks. In the vault (mode "verify" takes no lock)
+# it only looks, through vault_read.
 data "aws_iam_policy_document" "release_lock" {
+  source_policy_documents = [for name, document in data.aws_iam_policy_document.vault_read : document.json if name == "release_lock"]
+
   statement {
     sid       = "ReleaseLock"
     actions   = ["s3:GetObject", "s3:DeleteObject"]
-    resources = local.lock_arns
+    resources = [local.lock_arn]
   }
 
   # The lock may already be gone: ListBucket makes S3 answer 404, not 403.
   statement {
     sid       = "ListBackups"
     actions   = ["s3:ListBucket"]
-    resources = local.bucket_arns
+    resources = [local.bucket_arn]
     condition {
       test     = "StringLike"
       variable = "s3:prefix"
@@ -341,7 +423,41 @@ data "aws_iam_policy_document" "release_lock" {
   statement {
     sid       = "BucketKey"
     actions   = local.actions.bucket_key_read
-    resources = local.bucket_key_arns
+    resources = [local.kms_key_arn]
+  }
+}
+
+# Freshness (hourly, freshness.tf) lists the module's bucket and reads each name's newest
+# manifest and verdict; it writes nothing.
+data "aws_iam_policy_document" "freshness" {
+  statement {
+    sid       = "ListBackups"
+    actions   = ["s3:ListBucket"]
+    resources = [local.bucket_arn]
+    condition {
+      test     = "StringLike"
+      variable = "s3:prefix"
+      values   = local.list_prefixes
+    }
+  }
+
+  statement {
+    sid       = "ReadManifestsAndVerdicts"
+    actions   = ["s3:GetObject"]
+    resources = [local.manifests_arn, local.verdicts_arn]
+  }
+
+  # Only as S3 decrypts the objects for it (SSE-KMS with a bucket key):
+  # https://docs.aws.amazon.com/kms/latest/developerguide/conditions-kms.html#conditions-kms-via-service
+  statement {
+    sid       = "BucketKey"
+    actions   = local.actions.bucket_key_read
+    resources = [local.kms_key_arn]
+    condition {
+      test     = "StringEquals"
+      variable = "kms:ViaService"
+      values   = ["s3.${local.region}.${local.dns_suffix}"]
+    }
   }
 }
 
@@ -394,6 +510,7 @@ locals {
     prune         = data.aws_iam_policy_document.prune.json
     release_lock  = data.aws_iam_policy_document.release_lock.json
     notify        = data.aws_iam_policy_document.notify.json
+    freshness     = data.aws_iam_policy_document.freshness.json
   }
 }
 
@@ -429,26 +546,30 @@ resource "aws_iam_role_policy" "lambda" {
 ################################################################################
 
 data "aws_iam_policy_document" "task" {
-  source_policy_documents = [data.aws_iam_policy_document.lookup_secret.json]
+  source_policy_documents = concat(
+    [data.aws_iam_policy_document.lookup_secret.json],
+    [for name, document in data.aws_iam_policy_document.vault_read : document.json if name == "task"],
+  )
 
+  # Backups (and a verify run's verdict) are written in the module's own bucket only.
   statement {
     sid       = "UploadBackups"
     actions   = local.actions.multipart_write
-    resources = local.backups_arns
+    resources = [local.backups_arn]
   }
 
   # verify streams the dump back and writes its verdict next to it.
   statement {
     sid       = "ReadBackups"
     actions   = ["s3:GetObject"]
-    resources = local.backups_arns
+    resources = [local.backups_arn]
   }
 
   # A key the task reads may be absent: ListBucket makes S3 answer 404, not 403.
   statement {
     sid       = "ListBackups"
     actions   = ["s3:ListBucket"]
-    resources = local.bucket_arns
+    resources = [local.bucket_arn]
     condition {
       test     = "StringLike"
       variable = "s3:prefix"
@@ -459,7 +580,35 @@ data "aws_iam_policy_document" "task" {
   statement {
     sid       = "BucketKey"
     actions   = local.actions.bucket_key_rw
-    resources = local.bucket_key_arns
+    resources = [local.kms_key_arn]
+  }
+
+  # A vault verify run adds its verdict (or, on failure, its outcome) to the vault and
+  # nothing else: one PutObject each, no multipart upload, no delete.
+  dynamic "statement" {
+    for_each = local.vault_verify ? [1] : []
+    content {
+      sid       = "WriteVaultVerdicts"
+      actions   = ["s3:PutObject"]
+      resources = local.vault_verdict_write_arns
+    }
+  }
+
+  # Uploading under SSE-KMS needs kms:GenerateDataKey, downloading kms:Decrypt (in
+  # vault_read): https://docs.aws.amazon.com/AmazonS3/latest/userguide/UsingKMSEncryption.html,
+  # "Permissions"; the vault's key policy grants the same to these roles only.
+  dynamic "statement" {
+    for_each = local.vault_verify ? [1] : []
+    content {
+      sid       = "EncryptVaultVerdicts"
+      actions   = ["kms:GenerateDataKey"]
+      resources = local.vault_key_arns
+      condition {
+        test     = "StringEquals"
+        variable = "kms:ViaService"
+        values   = [local.vault_key_via_s3]
+      }
+    }
   }
 }
 
@@ -520,10 +669,11 @@ resource "aws_iam_role_policy" "task_execution" {
 ################################################################################
 
 data "aws_iam_policy_document" "state_machine" {
+  # The workflow's functions; freshness is invoked by its hourly rule only.
   statement {
     sid       = "InvokeFunctions"
     actions   = ["lambda:InvokeFunction"]
-    resources = flatten([for arn in values(local.function_arns) : [arn, "${arn}:*"]])
+    resources = flatten([for name, arn in local.function_arns : [arn, "${arn}:*"] if name != "freshness"])
   }
 
   statement {

@@ -1,6 +1,8 @@
 ################################################################################
-# Eight functions from one artifact (`make package`). Handlers are thin glue in
+# Nine functions from one artifact (`make package`). Handlers are thin glue in
 # lambdas/<name>.py; only preflight reaches the databases, so only it is in the VPC.
+# Eight are steps of the state machine; freshness runs hourly on its own
+# (freshness.tf) and publishes how old each name's last backup and verify are.
 ################################################################################
 
 locals {
@@ -15,13 +17,14 @@ locals {
     prune         = { timeout = 300, memory_size = 512, in_vpc = false }
     release_lock  = { timeout = 30, memory_size = 256, in_vpc = false }
     notify        = { timeout = 60, memory_size = 256, in_vpc = false }
+    freshness     = { timeout = 300, memory_size = 256, in_vpc = false }
   }
 
   function_names = { for name, _ in local.functions : name => "${var.name_prefix}-${replace(name, "_", "-")}" }
 
   lambda_common_environment = {
     POWERTOOLS_SERVICE_NAME      = "pgautodumper"
-    POWERTOOLS_METRICS_NAMESPACE = "pgautodumper"
+    POWERTOOLS_METRICS_NAMESPACE = local.metrics_namespace
   }
 
   lambda_environment = {
@@ -41,9 +44,16 @@ locals {
     release_lock = local.lambda_common_environment
     notify = merge(
       local.lambda_common_environment,
-      { PGAUTODUMPER_SNS_TOPIC_ARN = aws_sns_topic.alerts.arn },
+      # Both known at plan time (names, not attributes). Every notification links the
+      # dashboard (dashboard.tf): with more than one, the first, whose header links the others.
+      { PGAUTODUMPER_SNS_TOPIC_ARN = local.alerts_topic_arn, PGAUTODUMPER_DASHBOARD_URL = local.dashboard_urls[0] },
       var.slack_webhook_secret_arn == null ? {} : { PGAUTODUMPER_SLACK_WEBHOOK_SECRET_ARN = var.slack_webhook_secret_arn },
     )
+    # The module's own bucket only: the vault is watched by its replication alarms.
+    freshness = merge(local.lambda_common_environment, {
+      PGAUTODUMPER_BUCKET = local.bucket_name
+      PGAUTODUMPER_PREFIX = var.bucket_prefix
+    })
   }
 
   function_arns = merge(
@@ -56,7 +66,7 @@ resource "aws_lambda_function" "this" {
   for_each = { for name, fn in local.functions : name => fn if !fn.in_vpc }
 
   #checkov:skip=CKV_AWS_117:These functions call only AWS APIs (Secrets Manager, S3, SNS); only preflight talks to databases and it runs in the VPC.
-  #checkov:skip=CKV_AWS_116:Invoked synchronously by Step Functions, whose Retry/Catch handle every failure; a DLQ applies to async invokes only.
+  #checkov:skip=CKV_AWS_116:Step Functions invokes these synchronously (its Retry/Catch handle every failure); freshness is invoked hourly and a missed run is redone the next hour, so a DLQ would hold nothing worth replaying.
   #checkov:skip=CKV_AWS_272:The artifact is built by `make package` and deployed by Terraform from the same checkout; there is no signing profile to trust.
   function_name    = local.function_names[each.key]
   description      = "pgautodumper ${each.key}"

@@ -40,13 +40,22 @@ locals {
   security_groups = var.create_security_group ? concat([aws_security_group.this[0].id], var.security_group_ids) : var.security_group_ids
 
   # The buckets the workflow's roles may use: the module's own and, with a vault verify
-  # schedule, the vault (vault.tf). Same key layout, same prefix.
-  vault_verify    = var.vault != null && try(var.vault.verify_schedule, null) != null
-  bucket_arns     = concat([local.bucket_arn], local.vault_verify ? [var.vault.bucket_arn] : [])
-  backups_arns    = [for arn in local.bucket_arns : "${arn}/${local.key_prefix}*"]
-  bucket_key_arns = concat([local.kms_key_arn], local.vault_verify ? [var.vault.kms_key_arn] : [])
+  # schedule, the vault (vault.tf). Same key layout, same prefix. Only reads, and the
+  # verify task's verdicts, ever go to the vault (iam.tf); nothing is deleted there.
+  vault_verify       = var.vault != null && try(var.vault.verify_schedule, null) != null
+  vault_bucket_name  = var.vault == null ? null : split(":::", var.vault.bucket_arn)[1]
+  vault_verify_arns  = local.vault_verify ? [var.vault.bucket_arn] : []
+  vault_backups_arns = [for arn in local.vault_verify_arns : "${arn}/${local.key_prefix}*"]
+  vault_key_arns     = local.vault_verify ? [var.vault.kms_key_arn] : []
+  bucket_arns        = concat([local.bucket_arn], local.vault_verify_arns)
 
   secret_arns = distinct([for db in values(var.databases) : db.secret_arn])
+
+  # Where the functions' EMF metrics go (POWERTOOLS_METRICS_NAMESPACE): the alarms and the
+  # dashboard read them there.
+  metrics_namespace = "pgautodumper"
+  # Dead-man's switch window of each database (alarms.tf, dashboard.tf).
+  alarm_window_hours = { for name, db in var.databases : name => coalesce(db.alarm_window_hours, var.alarm_window_hours) }
 
   # What a schedule sends: a pgautodumper.contract.BackupRequest.
   backup_requests = {
@@ -55,6 +64,7 @@ locals {
       secret_arn        = db.secret_arn
       bucket            = local.bucket_name
       prefix            = var.bucket_prefix
+      mode              = "backup"
       verify            = false
       retention         = db.retention
       notify_on_success = db.notify_on_success
@@ -63,24 +73,23 @@ locals {
       jobs              = db.jobs
       # One name everywhere: the request field, the task input and the CLI's --lock-wait-timeout.
       lock_wait_timeout_seconds = db.lock_wait_timeout_seconds
+      stream_threshold_bytes    = db.stream_threshold_bytes
     }
   }
   verify_requests = {
     for name, request in local.backup_requests : name => merge(request, { verify = true })
     if var.databases[name].enable_verify
   }
-  # The vault verify run (vault.verify_schedule): a backup written straight into the vault
-  # bucket and restored from it, so the vault's grants and key are proven end to end.
-  # Its retention keeps everything: the primary account never deletes in the vault (Object
-  # Lock and the vault's lifecycle decide), so prune there only reads.
+  # The vault verify run (vault.verify_schedule): mode "verify" restores the newest complete
+  # backup of the name found in the vault bucket (the replicas) and writes its verdict
+  # there. No dump, no lock, no prune (state_machine/backup.asl.json skips them in this
+  # mode), so the run only reads the vault and adds <stem>.verified.json (or, on failure,
+  # <stem>.verify.outcome.json) under COMPLIANCE Object Lock.
   vault_verify_requests = local.vault_verify ? {
     for name, request in local.backup_requests : name => merge(request, {
-      bucket = split(":::", var.vault.bucket_arn)[1]
+      bucket = local.vault_bucket_name
+      mode   = "verify"
       verify = true
-      retention = {
-        keep_last              = 1000000, keep_daily = 0, keep_weekly = 0, keep_monthly = 0, keep_yearly = 0
-        incomplete_grace_hours = 876000
-      }
     })
   } : {}
 }

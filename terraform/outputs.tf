@@ -34,7 +34,7 @@ output "sns_topic_arn" {
 }
 
 output "example_on_demand_input" {
-  description = "A BackupRequest for the first database: paste it as the execution input to run a backup now (set verify to true to verify too)."
+  description = "A BackupRequest for the first database: paste it as the execution input to run a backup now (set verify to true to verify too, or mode to \"verify\" to only verify the newest backup)."
   value       = jsonencode(local.backup_requests[local.database_names[0]])
 }
 
@@ -54,7 +54,7 @@ output "task_definition_arns" {
 }
 
 output "function_arns" {
-  description = "The eight Lambda functions, by handler name."
+  description = "The nine Lambda functions, by handler name (eight workflow steps and the hourly freshness function)."
   value       = local.function_arns
 }
 
@@ -83,10 +83,24 @@ output "vault_replication_role_arn" {
   value       = local.vault_replication_role_arn
 }
 
-output "workflow_role_arns" {
-  description = "The roles of the task and of the functions that touch the bucket: pass them to modules/vault's verify_role_arns when vault.verify_schedule is set."
+output "vault_verify_role_arns" {
+  description = "The roles a vault verify run uses (the task, preflight, record_verify, task_failure and release_lock functions): pass them to modules/vault's verify_role_arns when vault.verify_schedule is set."
   value = concat(
     [aws_iam_role.task.arn],
-    [for name in ["preflight", "record", "record_verify", "task_failure", "prune", "release_lock"] : aws_iam_role.lambda[name].arn],
+    [for name in ["preflight", "record_verify", "task_failure", "release_lock"] : aws_iam_role.lambda[name].arn],
   )
+}
+
+output "dashboard_url" {
+  description = "The CloudWatch dashboard (the first one when there are more than 50 databases; its header links the others). Every notification links it."
+  value       = local.dashboard_urls[0]
+  depends_on  = [aws_cloudwatch_dashboard.this]
+}
+
+output "dashboard_urls" {
+  description = "By database: the URL of the dashboard that shows it."
+  value = merge([
+    for index, names in local.dashboard_chunks : { for name in names : name => local.dashboard_urls[index] }
+  ]...)
+  depends_on = [aws_cloudwatch_dashboard.this]
 }

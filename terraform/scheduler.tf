@@ -69,7 +69,7 @@ resource "aws_scheduler_schedule" "this" {
 
   name        = each.key
   group_name  = aws_scheduler_schedule_group.this.name
-  description = "pgautodumper: ${endswith(each.key, "-vault") ? "backup into and verify from the vault" : endswith(each.key, "-verify") ? "backup and verify" : "backup"} of ${each.value.database}"
+  description = "pgautodumper: ${endswith(each.key, "-vault") ? "verify the newest vault copy" : endswith(each.key, "-verify") ? "backup and verify" : "backup"} of ${each.value.database}"
   state       = var.databases[each.value.database].schedule_is_enabled ? "ENABLED" : "DISABLED"
   kms_key_arn = local.kms_key_arn
 

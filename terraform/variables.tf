@@ -54,6 +54,7 @@ variable "databases" {
     }), {})
     jobs                      = optional(number)
     lock_wait_timeout_seconds = optional(number, 300)
+    stream_threshold_bytes    = optional(number, 67108864)
   }))
 
   validation {
@@ -141,6 +142,13 @@ variable "databases" {
   validation {
     condition     = alltrue([for db in values(var.databases) : db.lock_wait_timeout_seconds >= 1 && db.lock_wait_timeout_seconds <= 86400 && (db.jobs == null ? true : db.jobs >= 1 && db.jobs <= 64)])
     error_message = "lock_wait_timeout_seconds must be between 1 and 86400, and jobs (when set) between 1 and 64."
+  }
+
+  validation {
+    # pgautodumper.contract.BackupRequest: at least 1 MiB (tables this big or bigger stream
+    # by COPY in parallel parts; 64 MiB by default).
+    condition     = alltrue([for db in values(var.databases) : db.stream_threshold_bytes >= 1048576 && floor(db.stream_threshold_bytes) == db.stream_threshold_bytes])
+    error_message = "stream_threshold_bytes must be a whole number of bytes, at least 1048576 (1 MiB)."
   }
 
   validation {
@@ -392,7 +400,7 @@ variable "verify_ephemeral_storage_gib" {
 }
 
 variable "lambda_zip_path" {
-  description = "Path of the Lambda artifact built by `make package` (one zip, six handlers). Null means build/lambda/pgautodumper-lambda.zip in the repository."
+  description = "Path of the Lambda artifact built by `make package` (one zip, nine handlers). Null means build/lambda/pgautodumper-lambda.zip in the repository."
   type        = string
   default     = null
 }
@@ -420,7 +428,7 @@ variable "lambda_architecture" {
 }
 
 variable "lambda_reserved_concurrency" {
-  description = "Reserved concurrency of each of the eight functions; null reserves nothing (they share the account's unreserved pool). Lambda keeps at least 100 of the account's concurrency unreserved, so reserving 8 x N fails on an account whose quota is below 100 + 8 x N."
+  description = "Reserved concurrency of each of the nine functions; null reserves nothing (they share the account's unreserved pool). Lambda keeps at least 100 of the account's concurrency unreserved, so reserving 9 x N fails on an account whose quota is below 100 + 9 x N."
   type        = number
   default     = null
 
@@ -535,8 +543,10 @@ variable "vault" {
     replication_time_control turns on S3 RTC (15-minute SLA, extra cost per GB);
     replication metrics are always on and two alarms watch them (failed operations, and
     replication latency above alarm_latency_minutes). verify_schedule (a cron/rate
-    expression) adds, per database, a schedule "<key>-vault" whose run backs up into and
-    verifies from the vault bucket (see the README, "The vault"). null: no vault.
+    expression) adds, per database, a schedule "<key>-vault" whose run (mode "verify")
+    restores the newest backup found in the vault bucket and writes its verdict there;
+    pass the vault_verify_role_arns output to modules/vault's verify_role_arns (see the
+    README, "The vault"). null: no vault.
   EOT
   type = object({
     bucket_arn               = string

@@ -67,8 +67,7 @@ def aws_environment(moto_server: str) -> Iterator[None]:
     os.environ.update(values)
     for var in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
         os.environ.pop(var, None)
-    aws._session.cache_clear()
-    aws._cached_client.cache_clear()
+    aws.reset()
     yield
     for key, value in saved.items():
         if value is None:

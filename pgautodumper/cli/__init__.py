@@ -22,6 +22,7 @@ from pgautodumper.errors import Interrupted, PgautodumperError, UnexpectedError,
 _COMMANDS = (
     "backup",
     "restore",
+    "export",
     "verify",
     "list",
     "status",

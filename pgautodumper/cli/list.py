@@ -41,11 +41,17 @@ def command(bucket: str, prefix: str, name: str, show_all: bool, as_json: bool) 
     emit([r.model_dump() for r in rows], as_json, text or f"no backups of {name!r}")
 
 
+def _data_key(entry: catalog.BackupEntry) -> str:
+    """An incomplete backup's main object: format 2's schema archive, or format 1's dump."""
+    keys = entry.keys
+    return keys.schema_archive if keys.schema_archive in entry.objects else keys.dump
+
+
 def _row(bucket: str, entry: catalog.BackupEntry) -> ListedBackup:
     manifest = catalog.read_manifest(bucket, entry.keys) if entry.complete else None
     verdict = catalog.read_verdict(bucket, entry.keys) if entry.has_verdict else None
     return ListedBackup(
-        key=entry.keys.dump,
+        key=manifest.dump_key if manifest else _data_key(entry),
         started_at=entry.keys.started_at.isoformat(),
         complete=entry.complete,
         stored_bytes=manifest.stored_bytes if manifest else entry.stored_bytes,

@@ -69,6 +69,6 @@ def command(
     emit(
         verdict,
         as_json,
-        f"verified {keys.dump}: {len(verdict.tables)} tables match, "
+        f"verified {verdict.dump_key}: {len(verdict.tables)} tables match, "
         f"restore took {verdict.restore_seconds:.1f}s",
     )

@@ -123,8 +123,7 @@ class Emulator:
         values = {**_ENV, "AWS_ENDPOINT_URL": self.endpoint}
         self._saved_env = {key: os.environ.get(key) for key in values}
         os.environ.update(values)
-        aws._session.cache_clear()
-        aws._cached_client.cache_clear()
+        aws.reset()
         # Started after the environment names the endpoint: its functions inherit it.
         self.lambdas = LambdaRuntime().start()
         lambda_runtime.active = self.lambdas
@@ -150,8 +149,7 @@ class Emulator:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-        aws._session.cache_clear()
-        aws._cached_client.cache_clear()
+        aws.reset()
 
     def __enter__(self) -> Emulator:
         return self.start()

@@ -80,7 +80,7 @@ def test_verify_refuses_tampered_bytes(cli, pg, bucket, s3, backup, change):
     assert result.returncode == 50, result.stderr
     assert "checksum" in result.stderr and "corrupt" in result.stderr
     assert "out of memory" not in result.stderr
-    verified_key = backup["dump_key"].replace(".dump.zst", ".verified.json")
+    verified_key = backup["manifest_key"].replace(".manifest.json", ".verified.json")
     verdict = json.loads(s3.get_object(Bucket=bucket, Key=verified_key)["Body"].read())
     assert verdict["verdict"] == "failed" and verdict["sha256_ok"] is False
     assert (

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from pgautodumper import layout
 from tests.conftest import BACKUP_PASSWORD
 from tests.pgcompare import fingerprint
@@ -12,11 +14,28 @@ from tests.pgcompare import fingerprint
 RICH_SQL = (Path(__file__).parent.parent / "data" / "rich.sql").read_text()
 
 
-def test_restored_database_equals_source(cli, make_database, bucket, s3):
+def stored_objects(manifest: dict) -> list[str]:
+    """Every data object a manifest (format 1 or 2) lists."""
+    if manifest["format_version"] == 1:
+        return [manifest["dump_key"]]
+    extra = [manifest["roles"]["key"]] if manifest.get("roles") else []
+    return [
+        manifest["schema_archive"]["key"],
+        manifest["data_archive"]["key"],
+        *(part["key"] for part in manifest["parts"]),
+        *extra,
+    ]
+
+
+@pytest.mark.parametrize("format_version", ["1", "2"])
+def test_restored_database_equals_source(cli, make_database, bucket, s3, format_version):
     source = make_database(RICH_SQL)
     target = make_database()
 
-    backup = cli("backup", "--database-url", source, "--bucket", bucket, "--name", "rich", "--json")
+    backup = cli(
+        "backup", "--database-url", source, "--bucket", bucket, "--name", "rich", "--json",
+        "--format", format_version, "--stream-threshold-bytes", str(1024 * 1024),
+    )  # fmt: skip
     assert backup.returncode == 0, backup.stderr
     manifest = json.loads(backup.stdout)
     restored = cli(
@@ -29,8 +48,8 @@ def test_restored_database_equals_source(cli, make_database, bucket, s3):
     assert expected["large_objects"] and len(expected["large_objects"]) == 2
     assert ("public", "invoice_no", 424242) in expected["sequences"]
 
-    stored = s3.get_object(Bucket=bucket, Key=manifest["dump_key"])["Body"].read()
-    assert len(stored) == manifest["stored_bytes"]
+    sizes = {o["Key"]: o["Size"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]}
+    assert sum(sizes[key] for key in stored_objects(manifest)) == manifest["stored_bytes"]
     counts = {f"{t['schema']}.{t['table']}": t["rows"] for t in manifest["tables"]}
     assert counts["Odd Schema.Mixed Case Table"] == 2001
     assert counts["public.measurements_2024"] == 366
@@ -65,8 +84,8 @@ def test_layout_manifest_written_last_and_verify_records_verdict(cli, make_datab
 
     objects = s3.list_objects_v2(Bucket=bucket)["Contents"]
     by_key = {o["Key"]: o["LastModified"] for o in objects}
-    assert by_key[keys.manifest] >= by_key[keys.dump]
-    assert manifest["format_version"] == 1
+    assert all(by_key[keys.manifest] >= by_key[key] for key in stored_objects(manifest))
+    assert manifest["format_version"] == 2
     assert manifest["server_version_num"] >= 130000
     assert manifest["pg_dump_version"].split(".")[0] == str(manifest["server_version_num"] // 10000)
 
@@ -75,7 +94,7 @@ def test_layout_manifest_written_last_and_verify_records_verdict(cli, make_datab
         "--bucket",
         bucket,
         "--key",
-        keys.dump,
+        keys.manifest,
         "--scratch-url",
         source.rsplit("/", 1)[0] + "/postgres",
         "--json",

@@ -3,7 +3,7 @@
 scripts/smoke_aws.py is what a user runs in their own account; here it runs unchanged
 against the local runtime (pgautodumper.local.emulator) with AWS_ENDPOINT_URL pointing
 at it: Terraform applies examples/smoke (the real module, the real ASL), the real
-handlers serve the eight functions, the dump and verify tasks run locally
+handlers serve the nine functions, the dump and verify tasks run locally
 (image "pgautodumper-task:local") against a real PostgreSQL, and the script checks the
 manifest, the verdict with its recovery time and the notification, then destroys it all.
 """

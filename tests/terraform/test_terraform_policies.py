@@ -314,7 +314,17 @@ VAULT_FORBIDDEN_S3 = [
     "s3:PutBucketObjectLockConfiguration", "s3:PutLifecycleConfiguration", "s3:PutBucketPolicy",
     "s3:DeleteBucketPolicy", "s3:DeleteBucket", "s3:PutBucketVersioning",
     "s3:PutEncryptionConfiguration", "s3:PutReplicationConfiguration",
+    "s3:DeleteObjectTagging", "s3:PutObjectAcl", "s3:PutBucketAcl",
 ]  # fmt: skip
+# A backup's keys (format 1 and 2, pgautodumper.layout) and the name's lock: never written
+# by the primary account in the vault. Only a verify run's verdict and outcome are.
+VAULT_STEM = "backups/orders/2026/01/31/20260131T021500Z-abc"
+VAULT_BACKUP_KEYS = [
+    f"{VAULT_STEM}.dump.zst", f"{VAULT_STEM}.schema.dump.zst", f"{VAULT_STEM}.data.dump.zst",
+    f"{VAULT_STEM}.part-00001.copy.zst", f"{VAULT_STEM}.roles.json.zst",
+    f"{VAULT_STEM}.manifest.json", "backups/orders/.lock", "backups/orders/.preflight-abc",
+]  # fmt: skip
+VAULT_VERDICT_KEYS = [f"{VAULT_STEM}.verified.json", f"{VAULT_STEM}.verify.outcome.json"]
 VAULT_FORBIDDEN_KMS = [
     "kms:ScheduleKeyDeletion", "kms:DisableKey", "kms:PutKeyPolicy", "kms:CreateGrant",
     "kms:DisableKeyRotation", "kms:CancelKeyDeletion", "kms:UpdateKeyDescription",
@@ -363,16 +373,48 @@ def _denied_for_account(policy: dict, action: str, resource: str, account: str) 
 
 def vault_violations(bucket_policy: dict, key_policy: dict, bucket_arn: str, account: str,
                      backup_key: str) -> list[str]:  # fmt: skip
-    """Every destructive action of every primary-account principal is explicitly denied."""
+    """Every destructive action of every primary-account principal is explicitly denied,
+    and so is every write but a verify run's verdict."""
     violations = []
     for action in VAULT_FORBIDDEN_S3:
         for resource in (bucket_arn, f"{bucket_arn}/{backup_key}"):
             if not _denied_for_account(bucket_policy, action, resource, account):
                 violations.append(f"bucket policy: {action} on {resource} not denied to {account}")
+    for key in [backup_key, *VAULT_BACKUP_KEYS]:
+        for action in ("s3:PutObject", "s3:DeleteObject"):
+            if not _denied_for_account(bucket_policy, action, f"{bucket_arn}/{key}", account):
+                violations.append(f"bucket policy: {action} on {key} not denied to {account}")
     for action in VAULT_FORBIDDEN_KMS:
         if not _denied_for_account(key_policy, action, "*", account):
             violations.append(f"key policy: {action} not denied to {account}")
     return violations
+
+
+def _allowed(policy: dict, action: str, resource: str, principal: str | None = None) -> bool:
+    """Does an Allow of ``policy`` cover ``action`` on ``resource`` (for ``principal``, a role
+    ARN, when the policy names principals)? Conditions only narrow an Allow, so they are
+    ignored here: "not allowed" means not under any condition. An unconditional Deny wins.
+    """
+
+    def covers(st: dict) -> bool:
+        if "Action" in st and not any(_matches(a, action) for a in _listed(st["Action"])):
+            return False
+        if "NotAction" in st and any(_matches(a, action) for a in _listed(st["NotAction"])):
+            return False
+        if "Resource" in st and not any(_matches(r, resource) for r in _listed(st["Resource"])):
+            return False
+        if "NotResource" in st and any(_matches(r, resource) for r in _listed(st["NotResource"])):
+            return False
+        if principal is not None and "Principal" in st:
+            arns = _listed(st.get("Condition", {}).get("ArnEquals", {}).get("aws:PrincipalArn", []))
+            if arns and principal not in arns:
+                return False
+        return True
+
+    statements = _listed(policy.get("Statement", []))
+    if any(st["Effect"] == "Deny" and not st.get("Condition") and covers(st) for st in statements):
+        return False
+    return any(st["Effect"] == "Allow" and covers(st) for st in statements)
 
 
 ################################################################################
@@ -640,6 +682,7 @@ def test_templatefile_supplies_exactly_the_asl_placeholders() -> None:
 
 VAULT_PLAN = REPO / "tests" / "terraform" / "vault_plan"
 PRIMARY_ACCOUNT = "111111111111"
+VAULT_PLAN_VERIFY_ROLE = "arn:aws:iam::111111111111:role/pgautodumper-task-0001"
 
 
 @pytest.fixture(scope="module")
@@ -685,8 +728,8 @@ def test_primary_account_cannot_delete_or_shorten_retention_in_the_vault(
         )
         == []
     )
-    # A verify run may drop a delete marker on its own lock, nothing else.
-    assert not _denied_for_account(
+    # A verify run takes no lock: not even a delete marker on one.
+    assert _denied_for_account(
         vault_policies["bucket"], "s3:DeleteObject",
         "arn:aws:s3:::pgautodumper-vault-plan/backups/orders/.lock", PRIMARY_ACCOUNT,
     )  # fmt: skip
@@ -694,6 +737,28 @@ def test_primary_account_cannot_delete_or_shorten_retention_in_the_vault(
     assert not _denied_for_account(
         vault_policies["key"], "kms:ScheduleKeyDeletion", "*", "210987654321"
     )
+
+
+def test_a_vault_verify_run_may_only_list_read_and_add_its_verdict(vault_policies: dict) -> None:
+    """What modules/vault grants verify_role_arns: the allowances of mode "verify"."""
+    bucket, key = vault_policies["bucket"], vault_policies["key"]
+    arn, role = "arn:aws:s3:::pgautodumper-vault-plan", VAULT_PLAN_VERIFY_ROLE
+    for path in VAULT_VERDICT_KEYS:
+        assert _allowed(bucket, "s3:PutObject", f"{arn}/{path}", role), path
+        assert not _denied_for_account(bucket, "s3:PutObject", f"{arn}/{path}", PRIMARY_ACCOUNT)
+    for path in VAULT_BACKUP_KEYS:
+        assert _allowed(bucket, "s3:GetObject", f"{arn}/{path}", role), path
+        assert not _allowed(bucket, "s3:PutObject", f"{arn}/{path}", role), path
+    assert _allowed(bucket, "s3:ListBucket", arn, role)
+    (listing,) = [s for s in bucket["Statement"] if s.get("Sid") == "VerifyRunLists"]
+    assert listing["Condition"]["StringLike"]["s3:prefix"] == "backups/*"
+    for action in ("kms:Decrypt", "kms:GenerateDataKey"):
+        assert _allowed(key, action, "*", role), action
+        assert not _denied_for_account(key, action, "*", PRIMARY_ACCOUNT), action
+    # Another primary-account role gets nothing.
+    other = "arn:aws:iam::111111111111:role/admin"
+    assert not _allowed(bucket, "s3:GetObject", f"{arn}/{VAULT_BACKUP_KEYS[0]}", other)
+    assert not _allowed(bucket, "s3:PutObject", f"{arn}/{VAULT_VERDICT_KEYS[0]}", other)
 
 
 def test_primary_replication_never_replicates_deletes(module_hcl: dict, statements) -> None:
@@ -732,3 +797,136 @@ def test_vault_check_catches_a_policy_that_lets_the_primary_delete() -> None:
     )
     assert f"key policy: kms:ScheduleKeyDeletion not denied to {PRIMARY_ACCOUNT}" in violations
     assert f"key policy: kms:PutKeyPolicy not denied to {PRIMARY_ACCOUNT}" not in violations
+
+
+################################################################################
+# The primary's side: what its roles may do in the vault (rendered by the scale plan,
+# which has a vault verify schedule), and what the vault schedules send
+################################################################################
+
+SCALE_VAULT = "arn:aws:s3:::pgautodumper-scale-limits-vault-0123456789abcdef0123456789abcde"
+SCALE_VAULT_KEY = "arn:aws:kms:eu-west-1:210987654321:key/4123abcd-0123-4567-89ab-0123456789ab"
+# Role -> (keys it must be able to read in the vault, keys it must not).
+VAULT_READERS = {
+    "preflight": ([f"{VAULT_STEM}.manifest.json"], [f"{VAULT_STEM}.data.dump.zst"]),
+    "task": (VAULT_BACKUP_KEYS[:6], []),
+    "record_verify": ([f"{VAULT_STEM}.verified.json"], [f"{VAULT_STEM}.dump.zst"]),
+    "task_failure": ([f"{VAULT_STEM}.verify.outcome.json"], [f"{VAULT_STEM}.dump.zst"]),
+    "release_lock": (["backups/orders/.lock"], [f"{VAULT_STEM}.dump.zst"]),
+}
+VAULT_WRITE_ACTIONS = [
+    "s3:PutObject", "s3:AbortMultipartUpload", "s3:DeleteObject", "s3:DeleteObjectVersion",
+    "s3:PutObjectRetention", "s3:BypassGovernanceRetention", "s3:PutObjectLegalHold",
+    "s3:PutObjectTagging", "s3:PutObjectAcl", "s3:RestoreObject",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def role_policies(scale_plan: dict) -> dict[str, dict]:
+    """Role ("task", "preflight", ...) -> its rendered inline policy (known at plan time)."""
+    found = {}
+    for change in scale_plan["resource_changes"]:
+        if change["type"] != "aws_iam_role_policy":
+            continue
+        policy = (change["change"]["after"] or {}).get("policy")
+        if policy is not None:
+            found[str(change.get("index") or change["name"])] = json.loads(policy)
+    assert {"task", "preflight", "prune", "release_lock", "freshness"} <= set(found), found
+    return found
+
+
+def test_primary_roles_never_write_delete_or_shorten_retention_in_the_vault(
+    role_policies: dict[str, dict],
+) -> None:
+    for role, policy in role_policies.items():
+        for action in VAULT_WRITE_ACTIONS + VAULT_FORBIDDEN_S3:
+            for path in VAULT_BACKUP_KEYS:
+                assert not _allowed(policy, action, f"{SCALE_VAULT}/{path}"), (role, action, path)
+            assert not _allowed(policy, action, SCALE_VAULT), (role, action)
+        for action in [*VAULT_FORBIDDEN_KMS, "kms:ReEncryptFrom"]:
+            assert not _allowed(policy, action, SCALE_VAULT_KEY), (role, action)
+        # S3 Replication encrypts the replicas; nothing else encrypts with the vault key.
+        if role != "vault_replication":
+            assert not _allowed(policy, "kms:Encrypt", SCALE_VAULT_KEY), role
+
+
+def test_only_the_task_adds_verdicts_to_the_vault(role_policies: dict[str, dict]) -> None:
+    writers = {
+        role
+        for role, policy in role_policies.items()
+        for path in VAULT_VERDICT_KEYS
+        if _allowed(policy, "s3:PutObject", f"{SCALE_VAULT}/{path}")
+    }
+    assert writers == {"task"}
+    task = role_policies["task"]
+    for path in VAULT_VERDICT_KEYS:
+        assert _allowed(task, "s3:PutObject", f"{SCALE_VAULT}/{path}"), path
+    # One PutObject each: no multipart upload in the vault.
+    assert not _allowed(task, "s3:AbortMultipartUpload", f"{SCALE_VAULT}/{VAULT_VERDICT_KEYS[0]}")
+    for action in ("kms:Decrypt", "kms:GenerateDataKey"):
+        assert _allowed(task, action, SCALE_VAULT_KEY), action
+
+
+def test_vault_verify_roles_read_what_mode_verify_reads(role_policies: dict[str, dict]) -> None:
+    for role, (readable, unreadable) in VAULT_READERS.items():
+        policy = role_policies[role]
+        for path in readable:
+            assert _allowed(policy, "s3:GetObject", f"{SCALE_VAULT}/{path}"), (role, path)
+        for path in unreadable:
+            assert not _allowed(policy, "s3:GetObject", f"{SCALE_VAULT}/{path}"), (role, path)
+        listing = [
+            st for st in policy["Statement"]
+            if "s3:ListBucket" in _listed(st["Action"]) and SCALE_VAULT in _listed(st["Resource"])
+        ]  # fmt: skip
+        assert listing and all(
+            st["Condition"]["StringLike"]["s3:prefix"] == "backups/*" for st in listing
+        ), role
+        assert _allowed(policy, "kms:Decrypt", SCALE_VAULT_KEY), role
+    # The roles of mode "backup" alone never touch the vault.
+    for role in ("record", "prune", "notify", "lookup_secret", "freshness", "scheduler"):
+        policy = role_policies[role]
+        for path in VAULT_BACKUP_KEYS + VAULT_VERDICT_KEYS:
+            assert not _allowed(policy, "s3:GetObject", f"{SCALE_VAULT}/{path}"), (role, path)
+        assert not _allowed(policy, "s3:ListBucket", SCALE_VAULT), role
+        assert not _allowed(policy, "kms:Decrypt", SCALE_VAULT_KEY), role
+
+
+def test_freshness_only_lists_and_reads_manifests_and_verdicts(
+    role_policies: dict[str, dict],
+) -> None:
+    policy = role_policies["freshness"]
+    bucket = "arn:aws:s3:::pgautodumper-scale-limits-backups-0123456789abcdef0123456789abc"
+    assert _allowed(policy, "s3:ListBucket", bucket)
+    for path in (f"{VAULT_STEM}.manifest.json", f"{VAULT_STEM}.verified.json"):
+        assert _allowed(policy, "s3:GetObject", f"{bucket}/{path}"), path
+    for path in (f"{VAULT_STEM}.dump.zst", "backups/orders/.lock"):
+        assert not _allowed(policy, "s3:GetObject", f"{bucket}/{path}"), path
+    for action in VAULT_WRITE_ACTIONS:
+        assert not _allowed(policy, action, f"{bucket}/{VAULT_STEM}.verified.json"), action
+    statements = {st["Sid"]: st for st in policy["Statement"]}
+    assert statements["BucketKey"]["Action"] == "kms:Decrypt"
+    assert statements["BucketKey"]["Condition"]["StringEquals"]["kms:ViaService"] == (
+        "s3.eu-central-1.amazonaws.com"
+    )
+
+
+def test_the_vault_schedule_sends_a_verify_only_request(scale_plan: dict) -> None:
+    from pgautodumper.contract import BackupRequest
+
+    inputs = {}
+    for change in scale_plan["resource_changes"]:
+        if change["type"] == "aws_scheduler_schedule":
+            after = change["change"]["after"]
+            inputs[after["name"]] = json.loads(after["target"][0]["input"])
+    assert len(inputs) == 300
+    vault_bucket = SCALE_VAULT.split(":::")[1]
+    for name, request in inputs.items():
+        BackupRequest.model_validate(request)  # the contract accepts what the schedule sends
+        database = request["name"]
+        if name.endswith("-vault"):
+            assert request["mode"] == "verify" and request["bucket"] == vault_bucket, name
+        else:
+            assert request["mode"] == "backup" and request["bucket"] != vault_bucket, name
+            assert request["verify"] is name.endswith("-verify"), name
+        threshold = 1048576 if database == "k" + "x" * 56 else 67108864
+        assert request["stream_threshold_bytes"] == threshold, name

@@ -3,7 +3,8 @@ name within its service's length limit.
 
 tests/terraform/scale plans the module (never applies it) with 100 databases, the
 longest allowed name_prefix, database key and secret ARN, and every optional grant;
-``terraform show -json`` of that plan gives every rendered policy and every name.
+``terraform show -json`` of that plan (the session fixture ``scale_plan``, conftest.py)
+gives every rendered policy and every name.
 
 Limits (IAM: https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_iam-quotas.html,
 which counts policy size without white space):
@@ -19,15 +20,13 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
-import zipfile
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.terraform.terraform_support import REPO, Terraform
+from tests.terraform.terraform_support import Terraform
 
 pytestmark = [pytest.mark.terraform, pytest.mark.slow]
 
@@ -46,25 +45,6 @@ UNKNOWN_AT_PLAN = {
 def iam_size(document: str) -> int:
     """Characters IAM counts: the policy without white space (minified JSON, conservative)."""
     return len(json.dumps(json.loads(document), separators=(",", ":")))
-
-
-@pytest.fixture(scope="module")
-def scale_plan(terraform: Terraform, module_copy: Path, moto_server: str) -> dict[str, Any]:
-    directory = module_copy.parent / "tests" / "terraform" / "scale"
-    shutil.copytree(REPO / "tests" / "terraform" / "scale", directory)
-    with zipfile.ZipFile(directory / "dummy.zip", "w") as archive:
-        archive.writestr("lambdas/__init__.py", "")
-    init = terraform.run("init", "-backend=false", cwd=directory, label="init scale")
-    assert init.returncode == 0, init.stderr
-    plan = terraform.run(
-        "plan", "-refresh=false", "-parallelism=20", "-out=plan.bin",
-        f"-var=moto_endpoint={moto_server}", cwd=directory, label="plan 100 databases",
-        timeout=600,
-    )  # fmt: skip
-    assert plan.returncode == 0, f"{plan.stdout[-4000:]}{plan.stderr[-4000:]}"
-    shown = terraform.run("show", "-json", "plan.bin", cwd=directory, label="show plan")
-    assert shown.returncode == 0, shown.stderr
-    return json.loads(shown.stdout)
 
 
 def _changes(plan: dict[str, Any], kind: str) -> list[dict[str, Any]]:
@@ -168,6 +148,9 @@ def _name_limits() -> dict[str, list[tuple[str, int, str]]]:
         "aws_ecs_task_definition": [("family", 255, "ECS RegisterTaskDefinition")],
         "aws_kms_alias": [("name", limit("kms", "CreateAlias", "AliasName"), "api")],
         "aws_security_group": [("name_prefix", 229, "EC2: 255 - 26")],
+        "aws_cloudwatch_event_rule": [("name", limit("events", "PutRule", "Name"), "api")],
+        # PutDashboard: "The maximum length is 255" (its model carries no max).
+        "aws_cloudwatch_dashboard": [("dashboard_name", 255, "CloudWatch PutDashboard")],
     }
 
 

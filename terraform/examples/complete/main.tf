@@ -21,6 +21,8 @@ module "pgautodumper" {
       verify_schedule = "cron(0 6 ? * SUN *)"
       retention       = { keep_last = 7, keep_daily = 14, keep_weekly = 8, keep_monthly = 12 }
       task            = { cpu = 2048, memory = 4096, timeout_seconds = 14400 }
+      # Tables of 256 MiB and more are copied in parallel parts (default 64 MiB).
+      stream_threshold_bytes = 268435456
     }
     billing = {
       secret_arn        = var.billing_secret_arn

@@ -17,3 +17,8 @@ output "sns_topic_arn" {
   description = "Alert topic."
   value       = module.pgautodumper.sns_topic_arn
 }
+
+output "dashboard_url" {
+  description = "The CloudWatch dashboard: hours since the last backup, sizes, recovery time, failures."
+  value       = module.pgautodumper.dashboard_url
+}

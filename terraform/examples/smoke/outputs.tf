@@ -22,3 +22,13 @@ output "sns_topic_arn" {
   description = "The module's alert topic."
   value       = module.pgautodumper.sns_topic_arn
 }
+
+output "dashboard_url" {
+  description = "The dashboard every notification links."
+  value       = module.pgautodumper.dashboard_url
+}
+
+output "freshness_function_arn" {
+  description = "The hourly freshness function (the smoke test invokes it once)."
+  value       = module.pgautodumper.function_arns["freshness"]
+}

@@ -94,7 +94,7 @@ module "vault" {
   name_prefix          = var.name_prefix
   source_account_id    = data.aws_caller_identity.primary.account_id
   replication_role_arn = module.pgautodumper.vault_replication_role_arn
-  verify_role_arns     = var.vault_verify_schedule == null ? [] : module.pgautodumper.workflow_role_arns
+  verify_role_arns     = var.vault_verify_schedule == null ? [] : module.pgautodumper.vault_verify_role_arns
   object_lock_days     = var.vault_object_lock_days
   expiration_days      = var.vault_object_lock_days + 1
 

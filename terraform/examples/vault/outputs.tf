@@ -17,3 +17,8 @@ output "vault_replication_role_arn" {
   description = "The role S3 Replication uses (primary account)."
   value       = module.pgautodumper.vault_replication_role_arn
 }
+
+output "dashboard_url" {
+  description = "The CloudWatch dashboard: hours since the last backup, sizes, recovery time, failures."
+  value       = module.pgautodumper.dashboard_url
+}

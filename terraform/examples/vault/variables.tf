@@ -23,7 +23,7 @@ variable "vault_object_lock_days" {
 }
 
 variable "vault_verify_schedule" {
-  description = "Schedule of the vault verify run (a backup into and a verify from the vault); null for none."
+  description = "Schedule of the vault verify run (restore the newest backup found in the vault, add its verdict there); null for none."
   type        = string
   default     = "cron(0 7 ? * SAT *)"
 }

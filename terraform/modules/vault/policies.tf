@@ -1,9 +1,10 @@
 ################################################################################
 # The vault's bucket and key policies. Every primary-account principal (admin
-# included) is denied everything outside a short allow-list that only adds or
-# reads objects; deletes are denied outright, except delete markers on the
-# run-lock and preflight-probe keys of a vault verify run. tests/terraform
-# checks these documents (test_terraform_policies.py, "vault").
+# included) is denied everything outside a short allow-list: replication adds
+# replicas, and a vault verify run (mode "verify") reads a backup and adds its
+# verdict. Deletes of any kind, retention changes and writes to any other key
+# are denied outright. tests/terraform checks these documents
+# (test_terraform_policies.py, "vault").
 ################################################################################
 
 locals {
@@ -12,28 +13,30 @@ locals {
     # What S3 Replication does with the primary's replication role (no ReplicateDelete).
     replicate        = ["s3:ReplicateObject", "s3:ReplicateTags", "s3:ObjectOwnerOverrideToBucketOwner"]
     replicate_bucket = ["s3:GetBucketVersioning", "s3:GetBucketObjectLockConfiguration"]
-    # A vault verify run: read, add objects, list (every call pgautodumper makes there).
-    verify_objects = [
-      "s3:GetObject", "s3:GetObjectVersion", "s3:GetObjectRetention", "s3:GetObjectLegalHold",
-      "s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts",
-    ]
-    verify_list = ["s3:ListBucket", "s3:ListBucketVersions"]
+    # A vault verify run (every call pgautodumper makes there in mode "verify"): list the
+    # name's backups, read the newest one, add its verdict. No lock, no multipart upload.
+    verify_read  = ["s3:GetObject"]
+    verify_list  = ["s3:ListBucket"]
+    verify_write = ["s3:PutObject"]
     # Nothing else is ever allowed to a primary-account principal.
     replica_key = ["kms:Encrypt", "kms:GenerateDataKey"]
-    verify_key  = ["kms:Decrypt", "kms:GenerateDataKey", "kms:DescribeKey"]
+    verify_key  = ["kms:Decrypt", "kms:GenerateDataKey"]
   }
 
+  verify = length(var.verify_role_arns) > 0
   primary_allowed_s3 = distinct(concat(
-    local.actions.replicate, local.actions.replicate_bucket, local.actions.verify_objects,
-    local.actions.verify_list, length(var.verify_role_arns) > 0 ? ["s3:DeleteObject"] : [],
+    local.actions.replicate, local.actions.replicate_bucket,
+    local.verify ? concat(local.actions.verify_read, local.actions.verify_list, local.actions.verify_write) : [],
   ))
-  primary_allowed_kms = distinct(concat(local.actions.replica_key, local.actions.verify_key))
+  primary_allowed_kms = distinct(concat(local.actions.replica_key, local.verify ? local.actions.verify_key : []))
 
   backups_arn = "${local.bucket_arn}/${local.key_prefix}*"
-  # The only keys a primary principal may put a delete marker on (a verify run's lock and probe).
-  run_marker_arns = [
-    "${local.bucket_arn}/${local.key_prefix}*/.lock",
-    "${local.bucket_arn}/${local.key_prefix}*/.preflight-*",
+  # The only keys a primary principal may write (a verify run's verdict, or its outcome
+  # when the verify failed: pgautodumper.layout). COMPLIANCE Object Lock makes each write
+  # an immutable version; nothing of the primary account can remove one.
+  verdict_arns = [
+    "${local.bucket_arn}/${local.key_prefix}*.verified.json",
+    "${local.bucket_arn}/${local.key_prefix}*.verify.outcome.json",
   ]
   list_prefixes = [local.key_prefix == "" ? "*" : "${local.key_prefix}*"]
 }
@@ -72,10 +75,10 @@ data "aws_iam_policy_document" "vault_bucket" {
   }
 
   dynamic "statement" {
-    for_each = length(var.verify_role_arns) > 0 ? [1] : []
+    for_each = local.verify ? [1] : []
     content {
-      sid       = "VerifyRunReadsAndAdds"
-      actions   = local.actions.verify_objects
+      sid       = "VerifyRunReads"
+      actions   = local.actions.verify_read
       resources = [local.backups_arn]
       principals {
         type        = "AWS"
@@ -89,8 +92,10 @@ data "aws_iam_policy_document" "vault_bucket" {
     }
   }
 
+  # A missing key is then 404, not 403 (a verdict not yet written, the lock ReleaseLock
+  # looks for).
   dynamic "statement" {
-    for_each = length(var.verify_role_arns) > 0 ? [1] : []
+    for_each = local.verify ? [1] : []
     content {
       sid       = "VerifyRunLists"
       actions   = local.actions.verify_list
@@ -112,14 +117,12 @@ data "aws_iam_policy_document" "vault_bucket" {
     }
   }
 
-  # The run lock and the preflight probe: a DeleteObject without a version id only adds a
-  # delete marker; the locked versions underneath stay.
   dynamic "statement" {
-    for_each = length(var.verify_role_arns) > 0 ? [1] : []
+    for_each = local.verify ? [1] : []
     content {
-      sid       = "VerifyRunReleasesItsLock"
-      actions   = ["s3:DeleteObject"]
-      resources = local.run_marker_arns
+      sid       = "VerifyRunAddsVerdicts"
+      actions   = local.actions.verify_write
+      resources = local.verdict_arns
       principals {
         type        = "AWS"
         identifiers = [local.source_root]
@@ -149,11 +152,12 @@ data "aws_iam_policy_document" "vault_bucket" {
     }
   }
 
-  # No delete of a backup, ever (DenyPrimaryAccountAllElse covers it too; this says it).
+  # No delete of any kind (not even a delete marker) and no retention change, ever
+  # (DenyPrimaryAccountAllElse covers these too; this says it).
   statement {
     sid       = "DenyPrimaryAccountDeletes"
     effect    = "Deny"
-    actions   = ["s3:DeleteObjectVersion", "s3:BypassGovernanceRetention", "s3:PutObjectRetention", "s3:PutObjectLegalHold"]
+    actions   = ["s3:DeleteObject", "s3:DeleteObjectVersion", "s3:BypassGovernanceRetention", "s3:PutObjectRetention", "s3:PutObjectLegalHold"]
     resources = [local.bucket_arn, "${local.bucket_arn}/*"]
     principals {
       type        = "*"
@@ -166,23 +170,20 @@ data "aws_iam_policy_document" "vault_bucket" {
     }
   }
 
-  # Delete markers only on a verify run's lock and probe keys, never on a backup.
-  dynamic "statement" {
-    for_each = length(var.verify_role_arns) > 0 ? [1] : []
-    content {
-      sid           = "DenyPrimaryAccountDeleteMarkersOnBackups"
-      effect        = "Deny"
-      actions       = ["s3:DeleteObject"]
-      not_resources = local.run_marker_arns
-      principals {
-        type        = "*"
-        identifiers = ["*"]
-      }
-      condition {
-        test     = "StringEquals"
-        variable = "aws:PrincipalAccount"
-        values   = [var.source_account_id]
-      }
+  # Writes only to verdict keys: never over a backup, a manifest or anything else.
+  statement {
+    sid           = "DenyPrimaryAccountWritesButVerdicts"
+    effect        = "Deny"
+    actions       = ["s3:PutObject"]
+    not_resources = local.verdict_arns
+    principals {
+      type        = "*"
+      identifiers = ["*"]
+    }
+    condition {
+      test     = "StringEquals"
+      variable = "aws:PrincipalAccount"
+      values   = [var.source_account_id]
     }
   }
 
@@ -243,7 +244,7 @@ data "aws_iam_policy_document" "vault_key" {
   }
 
   dynamic "statement" {
-    for_each = length(var.verify_role_arns) > 0 ? [1] : []
+    for_each = local.verify ? [1] : []
     content {
       sid       = "VerifyRunUsesKeyThroughS3"
       actions   = local.actions.verify_key

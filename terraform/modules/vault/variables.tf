@@ -42,7 +42,7 @@ variable "replication_role_arn" {
 }
 
 variable "verify_role_arns" {
-  description = "Primary-account roles of a vault verify run (the primary module's vault_verify_role_arns output, when vault.verify_schedule is set): they may read, add objects, and delete (as delete markers) only run-lock and preflight-probe keys."
+  description = "Primary-account roles of a vault verify run (the primary module's vault_verify_role_arns output, when vault.verify_schedule is set): they may list the prefix, read objects, and add only verdicts (<stem>.verified.json, <stem>.verify.outcome.json); never delete."
   type        = list(string)
   default     = []
 }

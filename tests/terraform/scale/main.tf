@@ -1,7 +1,9 @@
 # The module at scale and at its limits, planned (never applied) against a moto server:
 # 100 databases, the longest allowed name_prefix, database key and secret ARN, every
 # optional grant (vault with a verify schedule, Slack under a customer key).
-# tests/terraform/test_terraform_scale.py measures every policy and every name of the plan.
+# tests/terraform/test_terraform_scale.py measures every policy and every name of the plan;
+# test_terraform_dashboard.py reads the dashboards, test_terraform_policies.py what the
+# primary's roles may do in the vault.
 
 terraform {
   required_providers {
@@ -39,6 +41,9 @@ locals {
     for name in local.names : name => {
       secret_arn      = "${local.arn_head}${substr("${name}-${join("", [for i in range(280) : "s"])}", 0, 280 - length(local.arn_head) - 7)}-AbCdEf"
       verify_schedule = "cron(0 5 ? * SUN *)"
+      # One database with its own alarm window (the dashboard's annotation follows it).
+      alarm_window_hours     = name == local.longest_key ? 50 : null
+      stream_threshold_bytes = name == local.longest_key ? 1048576 : null
     }
   }
 }
@@ -70,4 +75,17 @@ module "pgautodumper" {
     account_id      = "210987654321"
     verify_schedule = "cron(0 7 ? * SAT *)"
   }
+}
+
+# The outputs tests/terraform reads from the plan (dashboard checks).
+output "dashboard_url" {
+  value = module.pgautodumper.dashboard_url
+}
+
+output "dashboard_urls" {
+  value = module.pgautodumper.dashboard_urls
+}
+
+output "on_demand_inputs" {
+  value = module.pgautodumper.on_demand_inputs
 }

@@ -1,0 +1,619 @@
+"""Format 2 restore: from S3 into a database, in parallel, with no data-sized disk.
+
+    1. schema archive   S3 → sha256 + size → zstd → a temporary file (DDL only, small),
+                        checked before pg_restore reads any of it
+       [--clean]        the DROPs pg_restore --clean would run, pre- and post-data
+                        together (foreign keys before the tables they reference),
+                        through psql: in one transaction for a partial restore
+       pre-data         pg_restore --section=pre-data FILE: types, tables, sequences
+    2. in parallel      remaining-data archive: S3 → sha256 + size → zstd →
+                          pg_restore --section=data (stdin), the last chunk held back
+                          until the whole object matched the manifest
+                        --jobs loaders, parts largest first: S3 → sha256 + size → zstd →
+                          COPY t (columns) FROM STDIN in a transaction of its own,
+                          committed only once the part matched the manifest and COPY's
+                          row count equals the part's (loader.py)
+    3. post-data        pg_restore -j JOBS --section=post-data FILE: indexes,
+                        constraints, triggers, policies, materialized view data
+    4. [--analyze]      ANALYZE
+
+Any failure stops everything: the other loaders' queries are cancelled (their
+parts roll back), pg_restore is killed, and the first failure is the one
+reported, naming the object (table, part, key) it was about.
+
+A partial restore (``--table``, ``--schema``; selection.py) runs the same
+steps on the entries and parts of the named tables, through ``pg_restore -L``
+lists: one for the schema archive, one for the remaining-data archive (whose
+TOC pg_restore reads from the start of the stream).
+
+Peak memory does not depend on the size of the database, its tables or its
+parts: every object streams, and none is held whole (the schema archive goes to
+a temporary file). The process holds the interpreter with boto3, psycopg and
+zstandard (about 80 MiB) and, per concurrent stream (``jobs`` loaders plus the
+remaining-data archive), one S3 read of ``READ_CHUNK`` (1 MiB), the zstd window
+(0.5 MiB at the backup's default level 1, at most 8 MiB up to level 19; 128 MiB
+at the ultra levels 20-22) and one decompressed chunk of ``WRITE_CHUNK``
+(1 MiB), plus libpq's copy buffer:
+
+    peak RSS ~= 85 MiB + (jobs + 1) * (2 MiB + zstd window + ~1 MiB)
+
+that is about 97 MiB at ``--jobs 2`` and the default level, under 160 MiB up to
+level 19; part size does not enter. Measured at --jobs 2 (2 CPUs): 86 MiB with
+parts of 6 MiB, 88 MiB with parts of 45 MiB (tests/integration/
+test_format2_restore_memory.py checks the bound). pg_restore's memory is its own
+process's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+from pydantic import BaseModel, Field
+
+from pgautodumper import checked, loader, selection, toc
+from pgautodumper.checked import CheckedObject
+from pgautodumper.child import ToolProcess
+from pgautodumper.connection import ConnectionInfo, connect, restore_settings
+from pgautodumper.errors import (
+    DatabaseError,
+    RestoreFailedError,
+    TargetNotEmptyError,
+    redact,
+)
+from pgautodumper.manifest import ManifestV2, TablePart
+from pgautodumper.pgtools import find_tool
+
+log = logging.getLogger(__name__)
+
+_INCOMPLETE = "treat the target database as incomplete"
+
+_RELATIONS = """
+SELECT n.nspname, c.relname FROM pg_catalog.pg_class c
+  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
+   AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+   AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp\\_%'
+"""
+_SCHEMAS = "SELECT nspname FROM pg_catalog.pg_namespace"
+
+
+def default_jobs() -> int:
+    return len(os.sched_getaffinity(0))
+
+
+class RestoreOptions(BaseModel):
+    """What to restore, and how (the restore command's flags); both formats."""
+
+    clean: bool = False
+    no_owner: bool = False
+    jobs: int = Field(default_factory=default_jobs, ge=1, description="format 2 loaders")
+    analyze: bool = False
+    tables: list[str] = Field(default_factory=list, description="SCHEMA.TABLE; format 2")
+    schemas: list[str] = Field(default_factory=list, description="format 2")
+
+    @property
+    def partial(self) -> bool:
+        return bool(self.tables or self.schemas)
+
+
+@dataclass
+class Outcome:
+    database: str
+    tables: list[str]  # restored tables of a partial restore (empty for a whole one)
+    parts: int
+    rows_copied: int
+
+
+@dataclass
+class _Target:
+    dbname: str
+    server_version_num: int
+    relations: set[tuple[str, str]]
+    schemas: set[str]
+    user_relations: int
+
+
+class _Stop:
+    """The first failure of a restore, and how to stop everything else on it."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.error: BaseException | None = None
+        self._lock = threading.Lock()
+        self._connections: set[psycopg.Connection] = set()
+        self._processes: list[ToolProcess] = []
+
+    def fail(self, exc: BaseException) -> None:
+        with self._lock:
+            if self.event.is_set():
+                return
+            self.error = exc
+            self.event.set()
+            processes, connections = list(self._processes), list(self._connections)
+        for process in processes:
+            if process.process.poll() is None:
+                process.process.kill()
+        for conn in connections:
+            with contextlib.suppress(Exception):
+                conn.cancel_safe(timeout=10)
+
+    @contextlib.contextmanager
+    def watching(self, conn: psycopg.Connection) -> Iterator[None]:
+        with self._lock:
+            self._connections.add(conn)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._connections.discard(conn)
+
+    def add_process(self, process: ToolProcess) -> None:
+        with self._lock:
+            self._processes.append(process)
+            stopped = self.event.is_set()
+        if stopped:
+            process.kill()
+            raise loader.Cancelled()
+
+
+@dataclass
+class _Scope:
+    """What one restore takes from the backup: all of it, or what -L lists keep."""
+
+    parts: list[TablePart]
+    schema_list: Path | None = None
+    data_list: Path | None = None
+    with_data_archive: bool = True
+    tables: list[tuple[str, str]] | None = None  # a partial restore's tables
+
+
+class _Restore:
+    """One format-2 restore: its inputs, its scratch directory and its pg_restore."""
+
+    def __init__(
+        self, bucket: str, manifest: ManifestV2, target: ConnectionInfo,
+        request: RestoreOptions, workdir: Path,
+    ) -> None:  # fmt: skip
+        self.bucket, self.manifest, self.target = bucket, manifest, target
+        self.request, self.workdir = request, workdir
+        self.major = int(manifest.pg_dump_version.split(".", 1)[0])
+        self.pg_restore = str(find_tool("pg_restore", self.major).path)
+        self.secrets = target.secret_values()
+        self.env: dict[str, str] = {}
+        self.dbname = ""
+
+    # -- the steps ---------------------------------------------------------------
+
+    def run(self) -> Outcome:
+        found = self.inspect_target()
+        schema_file = self.fetch_schema_archive()
+        encoding = toc.encoding(self.pg_restore, schema_file, self.env, self.workdir / "none.list")
+        scope = self.scope(schema_file, found)
+        if self.request.clean:
+            self.drop(schema_file, scope.schema_list)
+        self.pg_restore_file(schema_file, "pre-data", scope.schema_list)
+        started = time.monotonic()
+        rows = self.load_data(scope, encoding)
+        loaded = time.monotonic()
+        self.pg_restore_file(schema_file, "post-data", scope.schema_list, jobs=self.request.jobs)
+        log.info(
+            "restore %s: data loaded in %.1fs, indexes and constraints built in %.1fs",
+            self.manifest.dump_key, loaded - started, time.monotonic() - loaded,
+        )  # fmt: skip
+        if self.request.analyze:
+            self.analyze(scope.tables)
+        return Outcome(
+            database=self.dbname,
+            tables=[f"{s}.{t}" for s, t in scope.tables or []],
+            parts=len(scope.parts),
+            rows_copied=rows,
+        )
+
+    def inspect_target(self) -> _Target:
+        found = inspect(self.target)
+        if not self.request.partial and found.user_relations and not self.request.clean:
+            raise TargetNotEmptyError(
+                f"target database {found.dbname} on {self.target.describe()} is not empty "
+                f"({found.user_relations} relations)",
+                hint="restore into an empty database, pass --clean to drop and replace "
+                "objects, or name tables with --table",
+            )
+        self.dbname = found.dbname
+        self.env = self.target.libpq_env(settings=restore_settings(found.server_version_num))
+        return found
+
+    def scope(self, schema_file: Path, found: _Target) -> _Scope:
+        """Everything, or the named tables' entries and parts (refused if they exist)."""
+        if not self.request.partial:
+            return _Scope(parts=list(self.manifest.parts))
+        choice = selection.select(
+            self.manifest, toc.read(self.pg_restore, schema_file, self.env),
+            tables=self.request.tables, schemas=self.request.schemas,
+            existing=found.relations, existing_schemas=found.schemas,
+        )  # fmt: skip
+        self.refuse_existing(choice, found)
+        # Read before anything changes in the target: a failure here leaves it as it was.
+        data_entries = choice.data_entries(self.read_data_toc())
+        return _Scope(
+            parts=choice.parts,
+            schema_list=toc.write_list(self.workdir / "schema.list", choice.schema_entries),
+            data_list=toc.write_list(self.workdir / "data.list", data_entries),
+            with_data_archive=bool(data_entries),
+            tables=choice.tables,
+        )
+
+    def fetch_schema_archive(self) -> Path:
+        return fetch_schema_archive(self.bucket, self.manifest, self.workdir / "schema.dump")
+
+    def refuse_existing(self, choice: selection.Selection, checked: _Target) -> None:
+        present = [f"{s}.{t}" for s, t in choice.tables if (s, t) in checked.relations]
+        if present and not self.request.clean:
+            raise TargetNotEmptyError(
+                f"table(s) {', '.join(present)} already exist in target database "
+                f"{checked.dbname} on {self.target.describe()}",
+                hint="drop them first, or pass --clean to drop and replace them",
+            )
+
+    def drop(self, schema_file: Path, schema_list: Path | None) -> None:
+        """Drop what the restore replaces, as pg_restore --clean would (through psql).
+
+        A partial restore drops in one transaction: if a view or a table outside
+        the backup depends on a named table, nothing is dropped. A whole-database
+        clean drops statement by statement, as pg_restore --clean does (one
+        transaction could exceed the server's lock table on a big schema).
+        """
+        script = toc.drop_script(self.pg_restore, schema_file, self.env, schema_list)
+        argv = [
+            str(find_tool("psql", self.major).path), "-X", "-q", "-w", "-v", "ON_ERROR_STOP=1",
+            "-f", "-", f"--dbname={self.dbname}",
+        ]  # fmt: skip
+        if self.request.partial:
+            argv.append("--single-transaction")
+        psql = ToolProcess(
+            argv, self.env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, secrets=self.secrets
+        )
+        with contextlib.suppress(BrokenPipeError):
+            psql.stdin.write(script)
+            psql.stdin.close()
+        if psql.wait() != 0:
+            nothing = "nothing was dropped; " if self.request.partial else ""
+            raise RestoreFailedError(
+                f"restore of {self.manifest.dump_key} into {self.dbname}: dropping the "
+                f"objects to replace failed: {psql.failure()}",
+                hint=f"{nothing}drop what depends on them (named above), or restore into an "
+                "empty database",
+            )
+
+    def pg_restore_file(
+        self, archive: Path, section: str, selected: Path | None, *, jobs: int = 1
+    ) -> None:
+        argv = self._argv(section, selected)
+        if jobs > 1:
+            argv.append(f"--jobs={jobs}")
+        process = ToolProcess([*argv, str(archive)], self.env, secrets=self.secrets)
+        if process.wait() != 0:
+            raise RestoreFailedError(
+                f"restore of {self.manifest.dump_key} ({section}) into {self.dbname} failed: "
+                f"{process.failure()}",
+                hint=_INCOMPLETE,
+            )
+
+    def read_data_toc(self) -> list[toc.Entry]:
+        """The remaining-data archive's TOC, from the start of its stream."""
+        stored = self.manifest.data_archive
+        source = CheckedObject(self.bucket, stored, self._what("data"))
+        try:
+            entries = toc.list_stream(
+                self.pg_restore, self.env, source.decompressed(), self.workdir / "data.toc"
+            )
+            if isinstance(entries, str):
+                failure = entries
+                if (corrupt := source.corruption()) is not None:
+                    raise corrupt
+                raise RestoreFailedError(
+                    f"pg_restore cannot read the table of contents of {stored.key}: {failure}",
+                    hint="check that the pg_restore found can read this archive",
+                )
+        finally:
+            source.close()
+        return entries
+
+    def load_data(self, scope: _Scope, encoding: str) -> int:
+        """The remaining-data archive and the parts, in parallel; the first failure wins."""
+        stop = _Stop()
+        numbers = {id(p): n for n, p in enumerate(self.manifest.parts, 1)}
+        queue = sorted(scope.parts, key=lambda p: p.raw_bytes, reverse=True)
+        with_archive, data_list = scope.with_data_archive, scope.data_list
+        lock = threading.Lock()
+        rows = [0]
+
+        def next_part() -> TablePart | None:
+            with lock:
+                return queue.pop(0) if queue and not stop.event.is_set() else None
+
+        def loader_job() -> None:
+            with connect(self.target, writable=True) as conn, stop.watching(conn):
+                conn.execute(
+                    "SELECT pg_catalog.set_config('client_encoding', %s, false)", [encoding]
+                )
+                while (part := next_part()) is not None:
+                    what = f"part {numbers[id(part)]} of table {part.qualified}"
+                    loaded = loader.load_part(
+                        conn, self.target, self.bucket, part, what=what, stop=stop.event
+                    )
+                    with lock:
+                        rows[0] += loaded
+
+        jobs: list[Callable[[], None]] = []
+        if with_archive and data_list is None:
+            jobs.append(lambda: self.restore_data_archive(stop))
+        elif with_archive:
+            jobs.append(lambda: self.restore_data_selection(data_list, stop))
+        jobs += [loader_job] * min(self.request.jobs, len(queue))
+        log.info(
+            "restore %s: %d part(s) by %d loader(s)%s", self.manifest.dump_key, len(queue),
+            len(jobs) - with_archive, ", the remaining-data archive by pg_restore" * with_archive,
+        )  # fmt: skip
+        if not jobs:
+            return 0
+        with ThreadPoolExecutor(len(jobs), thread_name_prefix="restore") as pool:
+            try:
+                futures = [pool.submit(_guarded, job, stop) for job in jobs]
+                wait(futures)
+            except BaseException as exc:  # SIGINT/SIGTERM in this thread: stop them all
+                stop.fail(exc)
+                raise
+        if stop.error is not None:
+            raise stop.error
+        return rows[0]
+
+    def restore_data_archive(self, stop: _Stop) -> None:
+        """The whole remaining-data archive, streamed into pg_restore."""
+        stored = self.manifest.data_archive
+        process = ToolProcess(
+            self._argv("data", None), self.env, stdin=subprocess.PIPE, secrets=self.secrets
+        )
+        stop.add_process(process)
+        source = CheckedObject(self.bucket, stored, self._what("data"))
+        try:
+            fed = feed(process, source, stop.event)
+        except BaseException:
+            process.kill()
+            raise
+        finally:
+            source.close()
+        code = process.wait()
+        if code != 0 and stop.event.is_set():
+            raise loader.Cancelled()
+        if not fed or code != 0:
+            raise RestoreFailedError(
+                f"restore of {stored.key} into {self.dbname} failed: {process.failure()}",
+                hint=_INCOMPLETE,
+            )
+
+    def restore_data_selection(self, data_list: Path, stop: _Stop) -> None:
+        """Some entries of the remaining-data archive, committed only once it all checked.
+
+        With a -L list pg_restore stops reading as soon as it has what it was
+        asked for, long before the end of the object: holding back the last
+        chunk cannot keep it from finishing on bytes not checked yet. So its
+        SQL goes through psql in one transaction, and psql's input ends (and
+        the transaction commits) only after the whole object matched the
+        manifest; a mismatch kills psql, which rolls everything back.
+        """
+        stored = self.manifest.data_archive
+        argv = [self.pg_restore, "-f", "-", "--section=data", f"--use-list={data_list}"]
+        if self.request.no_owner:
+            argv += ["--no-owner", "--no-privileges"]
+        # A psql of pg_restore's major knows the meta-commands it writes (restrict).
+        psql_argv = [
+            str(find_tool("psql", self.major).path), "-X", "-q", "-w", "-v", "ON_ERROR_STOP=1",
+            "--single-transaction", "-f", "-", f"--dbname={self.dbname}",
+        ]  # fmt: skip
+        psql = ToolProcess(
+            psql_argv, self.env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+            secrets=self.secrets,
+        )  # fmt: skip
+        stop.add_process(psql)
+        script = ToolProcess(
+            argv, self.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, secrets=self.secrets
+        )
+        stop.add_process(script)
+        pump = threading.Thread(target=_pump, args=(script, psql), name="restore-sql")
+        pump.start()
+        source = CheckedObject(self.bucket, stored, self._what("data"))
+        try:
+            for chunk in source.decompressed():
+                if stop.event.is_set():
+                    raise loader.Cancelled()
+                if not _write(script, chunk):
+                    break  # pg_restore has what it needs: the rest is only checked
+            source.finish(consumed=False)
+            with contextlib.suppress(BrokenPipeError):
+                script.stdin.close()
+            pump.join()
+            if script.wait() != 0:
+                raise RestoreFailedError(
+                    f"restore of {stored.key} into {self.dbname} failed: {script.failure()}",
+                    hint=_INCOMPLETE,
+                )
+            with contextlib.suppress(BrokenPipeError):
+                psql.stdin.close()  # COMMIT
+        except BaseException:
+            script.kill()
+            psql.kill()
+            pump.join()
+            raise
+        finally:
+            source.close()
+        if psql.wait() != 0:
+            if stop.event.is_set():
+                raise loader.Cancelled()
+            raise RestoreFailedError(
+                f"restore of {stored.key} into {self.dbname} failed: {psql.failure()}",
+                hint=_INCOMPLETE,
+            )
+
+    def analyze(self, tables: list[tuple[str, str]] | None) -> None:
+        statement = sql.SQL("ANALYZE")
+        if tables:
+            names = sql.SQL(", ").join(sql.Identifier(s, t) for s, t in tables)
+            statement = sql.SQL("ANALYZE {}").format(names)
+        with connect(self.target, writable=True) as conn:
+            try:
+                conn.execute(statement)
+            except psycopg.Error as exc:
+                raise DatabaseError(
+                    f"ANALYZE of {self.dbname} after the restore failed: "
+                    f"{_first_line(exc, self.target)}",
+                    hint="the data is restored; run ANALYZE yourself",
+                ) from None
+
+    # -- helpers -----------------------------------------------------------------
+
+    def _argv(self, section: str, selected: Path | None) -> list[str]:
+        argv = [self.pg_restore, "--exit-on-error", "-w", f"--dbname={self.dbname}"]
+        argv.append(f"--section={section}")
+        if selected is not None:
+            argv.append(f"--use-list={selected}")
+        if self.request.no_owner:
+            argv += ["--no-owner", "--no-privileges"]
+        return argv
+
+    def _what(self, archive: str) -> str:
+        names = {"schema": "the schema archive", "data": "the remaining-data archive"}
+        return f"{names[archive]} of {self.manifest.database}"
+
+
+def _guarded(job: Callable[[], None], stop: _Stop) -> None:
+    """Run one job; its failure stops the others (a consequence of stopping is not one)."""
+    try:
+        job()
+    except loader.Cancelled:
+        pass
+    except BaseException as exc:
+        stop.fail(exc)
+
+
+def fetch_schema_archive(bucket: str, manifest: ManifestV2, path: Path) -> Path:
+    """The schema archive, decompressed into a file (pg_restore -j needs one), checked.
+
+    It holds DDL only (and large objects' metadata): small whatever the data.
+    """
+    what = f"the schema archive of {manifest.database}"
+    source = CheckedObject(bucket, manifest.schema_archive, what)
+    try:
+        with path.open("wb") as out:
+            for chunk in source.decompressed():
+                out.write(chunk)
+        source.finish()
+    finally:
+        source.close()
+    return path
+
+
+def _pump(script: ToolProcess, psql: ToolProcess) -> None:
+    """pg_restore's SQL into psql, never closing psql's input (that would commit).
+
+    If psql stops (an SQL error), the rest is read and dropped, so that pg_restore
+    never blocks on a full pipe: psql's exit status then says what failed.
+    """
+    open_ = True
+    while data := script.stdout.read(checked.WRITE_CHUNK):
+        if open_:
+            try:
+                psql.stdin.write(data)
+            except (BrokenPipeError, ValueError, OSError):
+                open_ = False
+    with contextlib.suppress(BrokenPipeError, ValueError, OSError):
+        psql.stdin.flush()
+
+
+def feed(process: ToolProcess, source: CheckedObject, stop: threading.Event) -> bool:
+    """An archive into pg_restore's stdin, the last chunk held back until it is checked.
+
+    Returns False when pg_restore stopped reading before the end on bytes that
+    match the manifest (its own failure); raises ChecksumMismatchError when
+    they differ, whatever pg_restore made of them meanwhile.
+    """
+    pending: bytes | None = None
+    for chunk in source.decompressed():
+        if stop.is_set():
+            raise loader.Cancelled()
+        if pending is not None and not _write(process, pending):
+            if stop.is_set():  # killed by us: another part of the restore failed
+                raise loader.Cancelled()
+            if (corrupt := source.corruption()) is not None:
+                raise corrupt
+            return False
+        pending = chunk
+    source.finish()
+    if pending is not None and not _write(process, pending):
+        return False
+    try:
+        process.stdin.close()
+    except BrokenPipeError:
+        return False
+    return True
+
+
+def _write(process: ToolProcess, data: bytes) -> bool:
+    try:
+        process.stdin.write(data)
+    except BrokenPipeError:
+        return False
+    return True
+
+
+def inspect(target: ConnectionInfo) -> _Target:
+    """The target's name, version and relations."""
+    with connect(target) as conn:
+        try:
+            relations = {(s, t) for s, t in conn.execute(_RELATIONS).fetchall()}
+            schemas = {row[0] for row in conn.execute(_SCHEMAS).fetchall()}
+            count = conn.execute(
+                "SELECT pg_catalog.count(*) FROM pg_catalog.pg_class c"
+                " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+                " WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')"
+                " AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp\\_%'"
+            ).fetchone()
+        except psycopg.Error as exc:
+            raise DatabaseError(
+                f"cannot inspect the target database {conn.info.dbname} on "
+                f"{target.describe()}: {_first_line(exc, target)}",
+                hint="check that the role may connect to and read the target's catalog",
+            ) from None
+        return _Target(
+            dbname=conn.info.dbname,
+            server_version_num=conn.info.server_version,
+            relations=relations,
+            schemas=schemas,
+            user_relations=count[0] if count else 0,
+        )
+
+
+def restore_format2(
+    bucket: str, manifest: ManifestV2, target: ConnectionInfo, request: RestoreOptions
+) -> Outcome:
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="pgad-restore-") as workdir:
+        outcome = _Restore(bucket, manifest, target, request, Path(workdir)).run()
+    log.info("restored %s in %.1fs", manifest.dump_key, time.monotonic() - started)
+    return outcome
+
+
+def _first_line(exc: BaseException, info: ConnectionInfo) -> str:
+    lines = redact(str(exc), info.secret_values()).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__

@@ -1,0 +1,191 @@
+"""An archive's table of contents, as pg_restore shows it, and what we take from it.
+
+``pg_restore -l -v`` lists one entry per line, ``ID; TABLEOID OID DESC NAMESPACE
+TAG OWNER``, each followed by ``;\\tdepends on: ID ...`` when it has
+dependencies; ``pg_restore -L FILE`` restores exactly the entries whose lines a
+file keeps, in that order. Names are printed unquoted (a space in a name makes
+the line ambiguous), so entries are never identified by parsing names alone:
+the catalog OID links a table to its data across archives, the dependency
+lists link indexes, constraints, triggers, comments and sequences to their
+table, and names are only compared with the names the manifest recorded.
+
+The text pg_restore writes with ``-f -`` starts with a fixed header (``SET``
+statements, the archive's ``client_encoding``); with ``--clean`` every DROP
+comes next, before the first entry's ``--`` comment block: that is how the
+drop phase of a restore is taken apart from its creations.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pgautodumper.child import ToolProcess
+from pgautodumper.errors import RestoreFailedError
+
+# Entry kinds pg_dump writes (pg_dump.c, pg_backup_archiver.c), longest first so that
+# "TABLE DATA" is not read as "TABLE" followed by a schema named DATA.
+_KINDS = sorted(
+    [
+        "ACCESS METHOD", "ACL", "AGGREGATE", "BLOB", "BLOB METADATA", "BLOBS", "CAST",
+        "CHECK CONSTRAINT", "COLLATION", "COMMENT", "CONSTRAINT", "CONVERSION", "DATABASE",
+        "DATABASE PROPERTIES", "DEFAULT", "DEFAULT ACL", "DOMAIN", "ENCODING", "EVENT TRIGGER",
+        "EXTENSION", "FK CONSTRAINT", "FOREIGN DATA WRAPPER", "FOREIGN SERVER", "FOREIGN TABLE",
+        "FUNCTION", "INDEX", "INDEX ATTACH", "LARGE OBJECT", "MATERIALIZED VIEW",
+        "MATERIALIZED VIEW DATA", "OPERATOR", "OPERATOR CLASS", "OPERATOR FAMILY", "POLICY",
+        "PROCEDURAL LANGUAGE", "PROCEDURE", "PUBLICATION", "PUBLICATION TABLE",
+        "PUBLICATION TABLES IN SCHEMA", "ROW SECURITY", "RULE", "SCHEMA", "SEARCHPATH",
+        "SECURITY LABEL", "SEQUENCE", "SEQUENCE OWNED BY", "SEQUENCE SET", "SERVER",
+        "SHELL TYPE", "STATISTICS", "STATISTICS DATA", "STDSTRINGS", "SUBSCRIPTION",
+        "SUBSCRIPTION TABLE", "TABLE", "TABLE ATTACH", "TABLE DATA", "TEXT SEARCH CONFIGURATION",
+        "TEXT SEARCH DICTIONARY", "TEXT SEARCH PARSER", "TEXT SEARCH TEMPLATE", "TRANSFORM",
+        "TRIGGER", "TYPE", "USER MAPPING", "VIEW",
+    ],
+    key=len,
+    reverse=True,
+)  # fmt: skip
+_ENTRY = re.compile(r"^(\d+); (\d+) (\d+) (.*)$")
+_DEPENDS = re.compile(r"^;\s*depends on:([\d ]*)$")
+_ENCODING = re.compile(r"^SET client_encoding = '([^']+)';$", re.MULTILINE)
+
+
+@dataclass
+class Entry:
+    """One line of ``pg_restore -l``: ``line`` is written back verbatim into a -L list."""
+
+    dump_id: int
+    oid: int
+    kind: str
+    rest: str = field(repr=False)  # "NAMESPACE TAG OWNER", as printed
+    line: str = field(repr=False)
+    deps: list[int] = field(default_factory=list)
+
+    def names(self, schema: str, name: str) -> bool:
+        """Whether this entry is ``schema.name`` (as pg_restore prints names)."""
+        return self.rest.startswith(f"{printed(schema)} {printed(name)} ")
+
+    def in_schema(self, schema: str) -> bool:
+        return self.rest.startswith(f"{printed(schema)} ")
+
+
+def printed(name: str) -> str:
+    """A name as ``pg_restore -l`` prints it: line breaks become spaces."""
+    return name.replace("\r", " ").replace("\n", " ")
+
+
+def parse(listing: str) -> list[Entry]:
+    entries: list[Entry] = []
+    for line in listing.splitlines():
+        if match := _ENTRY.match(line):
+            rest = match[4]
+            kind = next((k for k in _KINDS if rest.startswith(k + " ")), "")
+            entries.append(
+                Entry(
+                    dump_id=int(match[1]),
+                    oid=int(match[3]),
+                    kind=kind,
+                    rest=rest[len(kind) + 1 :] if kind else rest,
+                    line=line,
+                )
+            )
+        elif (match := _DEPENDS.match(line)) and entries:
+            entries[-1].deps = [int(d) for d in match[1].split()]
+    return entries
+
+
+def write_list(path: Path, entries: list[Entry]) -> Path:
+    """A ``pg_restore -L`` file keeping ``entries`` (in the order given)."""
+    path.write_text("".join(e.line + "\n" for e in entries), encoding="utf-8")
+    return path
+
+
+def read(pg_restore: str, archive: Path, env: dict[str, str]) -> list[Entry]:
+    """The TOC of an archive file."""
+    return parse(_run(pg_restore, ["-l", "-v", str(archive)], env, what=f"listing {archive.name}"))
+
+
+def encoding(pg_restore: str, archive: Path, env: dict[str, str], empty_list: Path) -> str:
+    """The client_encoding the archive's text was dumped in (the source's encoding)."""
+    empty_list.write_text("")
+    header = _run(
+        pg_restore, ["-f", "-", "-L", str(empty_list), str(archive)], env, what="reading header"
+    )
+    match = _ENCODING.search(header)
+    return match[1] if match else "UTF8"
+
+
+def drop_script(
+    pg_restore: str, archive: Path, env: dict[str, str], selected: Path | None
+) -> bytes:
+    """What ``pg_restore --clean --if-exists`` would drop before restoring, as a psql script.
+
+    pg_restore's own header (its SET statements, its client_encoding, and the
+    ``\\restrict`` that keeps names from smuggling in psql meta-commands) then
+    every DROP of the archive's pre- and post-data entries (or of those a -L
+    list keeps), in pg_restore's order: foreign keys, indexes and constraints
+    before the tables they depend on. Run before the pre-data section, so that
+    a table another table's foreign key references can be dropped.
+    """
+    argv = ["--clean", "--if-exists", "-f", "-"]
+    if selected is not None:
+        argv += ["-L", str(selected)]
+    script = _run_bytes(pg_restore, [*argv, str(archive)], env, what="listing the drops")
+    lines = script.split(b"\n")
+    # The header ends at the first empty line after the fixed SET statements; the
+    # drops end where the first entry's comment block ("--") begins.
+    end = next(
+        (i for i, line in enumerate(lines) if line.startswith((b"SET ", b"SELECT pg_catalog"))),
+        len(lines),
+    )
+    while end < len(lines) and lines[end]:
+        end += 1
+    while end < len(lines) and lines[end] != b"--" and not lines[end].startswith(b"\\"):
+        end += 1
+    return b"\n".join(lines[:end]).rstrip() + b"\n"
+
+
+def list_stream(
+    pg_restore: str, env: dict[str, str], chunks: Iterator[bytes], out: Path
+) -> list[Entry] | str:
+    """The TOC of an archive read from the start of a stream; pg_restore's failure, if it failed.
+
+    pg_restore reads the header and the TOC, prints them and exits: the rest of
+    the stream is never fetched. Its output goes to a file so that it can never
+    block on a full pipe while we are still writing its input.
+    """
+    with out.open("wb") as listing:
+        process = ToolProcess(
+            [pg_restore, "-l", "-v"], env, stdin=subprocess.PIPE, stdout=listing.fileno()
+        )
+        try:
+            for chunk in chunks:
+                process.stdin.write(chunk)
+            process.stdin.close()
+        except BrokenPipeError:
+            pass
+        except BaseException:
+            process.kill()
+            raise
+    if process.wait() != 0:
+        return process.failure()
+    return parse(out.read_text(encoding="utf-8", errors="replace"))
+
+
+def _run(pg_restore: str, args: list[str], env: dict[str, str], *, what: str) -> str:
+    return _run_bytes(pg_restore, args, env, what=what).decode("utf-8", errors="replace")
+
+
+def _run_bytes(pg_restore: str, args: list[str], env: dict[str, str], *, what: str) -> bytes:
+    result = subprocess.run(
+        [pg_restore, *args], env=env, capture_output=True, check=False, timeout=600
+    )
+    if result.returncode != 0:
+        tail = " | ".join(result.stderr.decode(errors="replace").strip().splitlines()[-5:])
+        raise RestoreFailedError(
+            f"pg_restore failed {what}: exit code {result.returncode}: {tail}",
+            hint="check that the pg_restore found can read this archive (its major version)",
+        )
+    return result.stdout
