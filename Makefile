@@ -24,6 +24,7 @@ test: install
 
 bench: install
 	PYTHONPATH=. $(BIN)/python bench/bench.py
+	PYTHONPATH=. $(BIN)/python bench/status_bench.py
 
 lint: install
 	$(BIN)/ruff format --check .

@@ -227,12 +227,14 @@ class DumpResult(Model):
 
 
 class VerifyResult(Model):
-    verdict: Literal["passed", "failed", "skipped"]
+    verdict: Literal["passed", "warn", "failed", "skipped"]
     verified_key: str | None = None
     restore_seconds: float | None = Field(
         None, description="the measured recovery time: restore into the scratch server"
     )
     mismatched_tables: list[str] = Field(default_factory=list)
+    missing_extensions: list[str] = Field(default_factory=list)
+    unchecked_tables: list[str] = Field(default_factory=list)
     reason: str | None = None
     checked_at: datetime | None = None
 

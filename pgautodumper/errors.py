@@ -18,7 +18,8 @@ code, documented in the README.
     │   ├── DatabasePermissionError        exit 13  the role cannot read some objects
     │   │   └── PreflightPermissionError   exit 13  ... names every unreadable object
     │   ├── TargetNotEmptyError            exit 14  restore target holds objects, no --clean
-    │   └── LockTimeoutError               exit 15  a table stayed locked past the lock wait
+    │   ├── LockTimeoutError               exit 15  a table stayed locked past the lock wait
+    │   └── MissingRolesError              exit 16  the restore target lacks roles the backup needs
     ├── PgToolError
     │   ├── PgVersionMismatchError         exit 20  no pg_dump/pg_restore new enough
     │   ├── DumpFailedError                exit 21  pg_dump, compressor or upload failed
@@ -164,6 +165,16 @@ class LockTimeoutError(DatabaseError):
     next_step = (
         "A session named above kept a table locked (a migration?): let it finish or end it, "
         "then run the backup again; or raise lock_wait_timeout_seconds."
+    )
+
+
+class MissingRolesError(DatabaseError):
+    """The restore target lacks roles that the backup's objects are owned by or granted to."""
+
+    exit_code = 16
+    next_step = (
+        "Restore with --with-roles (creates the missing roles, without passwords) or "
+        "--no-owner (restores without owners and grants)."
     )
 
 

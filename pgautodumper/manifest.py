@@ -152,6 +152,9 @@ class ManifestV2(BaseModel):
     parts: list[TablePart]
     roles: StoredObject | None = None
     relations: list[TableObjects] = Field(default_factory=list)
+    extensions: list[str] = Field(
+        default_factory=list, description="the extensions a restore needs (plpgsql aside)"
+    )
     tables: list[TableRows]
 
     def objects(self) -> list[StoredObject]:
@@ -234,21 +237,28 @@ class Verdict(BaseModel):
 
     format_version: int = FORMAT_VERSION
     dump_key: str
-    verdict: Literal["passed", "failed"]
+    verdict: Literal["passed", "warn", "failed"]
     checked_at: datetime
     restore_seconds: float
     sha256_ok: bool
     tables: list[VerifiedTable]
     extra_tables: list[str] = Field(default_factory=list)
+    missing_extensions: list[str] = Field(
+        default_factory=list, description="the scratch server could not load them (warn)"
+    )
+    unchecked_tables: list[str] = Field(
+        default_factory=list, description="not restored for lack of those extensions (warn)"
+    )
     reason: str | None = None
     tool_version: str
 
     @property
     def passed(self) -> bool:
-        return self.verdict == "passed"
+        """The backup restores: every table checked matched (a warn checked fewer)."""
+        return self.verdict in ("passed", "warn")
 
     def mismatches(self) -> list[VerifiedTable]:
-        return [t for t in self.tables if not t.matches]
+        return [t for t in self.tables if not t.matches and t.table not in self.unchecked_tables]
 
     def to_json(self) -> bytes:
         return self.model_dump_json(indent=2).encode()

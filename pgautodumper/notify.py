@@ -102,6 +102,13 @@ def build_report(document: ExecutionDocument) -> RunReport:
             f"size anomaly: {document.dump.stored_bytes} bytes stored, the previous backup "
             f"had {document.dump.previous_stored_bytes}"
         )
+    if document.verify is not None and document.verify.verdict == "warn":
+        status = "SUCCEEDED_WITH_WARNINGS"
+        warnings.append(
+            "verify could not check "
+            f"{', '.join(document.verify.unchecked_tables) or 'every object'}: the scratch "
+            f"server lacks extension(s) {', '.join(document.verify.missing_extensions)}"
+        )
     error = document.error
     if error is not None:
         # A run that found another one holding the lock is a skip, not a failure.

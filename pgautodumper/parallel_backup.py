@@ -35,6 +35,7 @@ tests/integration/test_format2_backup_memory.py).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import re
 import subprocess
@@ -46,8 +47,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import psycopg
+import zstandard
 
-from pgautodumper import __version__, aws, blockers, layout, storage, streams
+from pgautodumper import __version__, aws, blockers, layout, roles, storage, streams
 from pgautodumper.backup import BackupOptions, RowCounter, pg_dump_argv
 from pgautodumper.child import ToolProcess
 from pgautodumper.connection import ConnectionInfo, session_settings
@@ -311,6 +313,14 @@ def run_parallel_backup(
             encoding = conn.execute(
                 "SELECT pg_catalog.current_setting('server_encoding')"
             ).fetchone()[0]
+            needed_roles = roles.collect(conn)
+            extensions = [
+                row[0]
+                for row in conn.execute(
+                    "SELECT extname FROM pg_catalog.pg_extension WHERE extname <> 'plpgsql' "
+                    "ORDER BY 1"
+                )
+            ]
         except psycopg.Error as exc:
             raise snapshot_lost(info, exc, while_="planning the backup") from None
         log.info(
@@ -367,6 +377,9 @@ def run_parallel_backup(
             # The snapshot was held for the whole dump only if its connection is alive now.
             ensure_alive(conn, info)
             work.complete(options.bucket)
+            roles_object = store_small(
+                options.bucket, keys.roles, needed_roles.to_json(), level=options.level
+            )
         except BaseException:
             counter.stop()
             work.abort()
@@ -390,11 +403,25 @@ def run_parallel_backup(
         schema_archive=_object(schema),
         data_archive=_object(data),
         parts=table_parts,
+        roles=roles_object,
         relations=plan.relations,
+        extensions=extensions,
         tables=tables,
     )
     storage.put_if_absent(options.bucket, keys.manifest, manifest.to_json())
     return manifest
+
+
+def store_small(bucket: str, key: str, raw: bytes, *, level: int) -> StoredObject:
+    """A small object (the roles), compressed and checksummed like the streams."""
+    stored = zstandard.ZstdCompressor(level=level, write_checksum=True).compress(raw)
+    storage.put_if_absent(bucket, key, stored, content_type="application/zstd")
+    return StoredObject(
+        key=key,
+        sha256=hashlib.sha256(stored).hexdigest(),
+        stored_bytes=len(stored),
+        raw_bytes=len(raw),
+    )
 
 
 @contextlib.contextmanager

@@ -102,6 +102,16 @@ class RestoreOptions(BaseModel):
     analyze: bool = False
     tables: list[str] = Field(default_factory=list, description="SCHEMA.TABLE; format 2")
     schemas: list[str] = Field(default_factory=list, description="format 2")
+    with_roles: bool = Field(False, description="create the roles the target lacks first")
+    missing_extensions: list[str] = Field(
+        default_factory=list,
+        description="extensions the target cannot load (verify): restore what does not need "
+        "them, past the errors of what does, and leave those tables out",
+    )
+
+    @property
+    def tolerant(self) -> bool:
+        return bool(self.missing_extensions)
 
     @property
     def partial(self) -> bool:
@@ -114,6 +124,7 @@ class Outcome:
     tables: list[str]  # restored tables of a partial restore (empty for a whole one)
     parts: int
     rows_copied: int
+    phases: dict[str, float]  # seconds of pre-data, data and post-data
 
 
 @dataclass
@@ -203,14 +214,20 @@ class _Restore:
         scope = self.scope(schema_file, found)
         if self.request.clean:
             self.drop(schema_file, scope.schema_list)
-        self.pg_restore_file(schema_file, "pre-data", scope.schema_list)
         started = time.monotonic()
+        self.pg_restore_file(schema_file, "pre-data", scope.schema_list)
+        defined = time.monotonic()
         rows = self.load_data(scope, encoding)
         loaded = time.monotonic()
         self.pg_restore_file(schema_file, "post-data", scope.schema_list, jobs=self.request.jobs)
+        phases = {
+            "pre-data": round(defined - started, 3),
+            "data": round(loaded - defined, 3),
+            "post-data": round(time.monotonic() - loaded, 3),
+        }
         log.info(
-            "restore %s: data loaded in %.1fs, indexes and constraints built in %.1fs",
-            self.manifest.dump_key, loaded - started, time.monotonic() - loaded,
+            "restore %s: definitions in %.1fs, data loaded in %.1fs, indexes and constraints "
+            "built in %.1fs", self.manifest.dump_key, *phases.values(),
         )  # fmt: skip
         if self.request.analyze:
             self.analyze(scope.tables)
@@ -219,6 +236,7 @@ class _Restore:
             tables=[f"{s}.{t}" for s, t in scope.tables or []],
             parts=len(scope.parts),
             rows_copied=rows,
+            phases=phases,
         )
 
     def inspect_target(self) -> _Target:
@@ -303,7 +321,10 @@ class _Restore:
         if jobs > 1:
             argv.append(f"--jobs={jobs}")
         process = ToolProcess([*argv, str(archive)], self.env, secrets=self.secrets)
-        if process.wait() != 0:
+        code = process.wait()
+        if code != 0 and self.request.tolerant:
+            log.warning("restore (%s) went on past errors: %s", section, process.failure())
+        elif code != 0:
             raise RestoreFailedError(
                 f"restore of {self.manifest.dump_key} ({section}) into {self.dbname} failed: "
                 f"{process.failure()}",
@@ -350,6 +371,9 @@ class _Restore:
                 )
                 while (part := next_part()) is not None:
                     what = f"part {numbers[id(part)]} of table {part.qualified}"
+                    if self.request.tolerant and not _exists(conn, part):
+                        log.warning("%s not loaded: its table was not restored", what)
+                        continue
                     loaded = loader.load_part(
                         conn, self.target, self.bucket, part, what=what, stop=stop.event
                     )
@@ -397,7 +421,9 @@ class _Restore:
         code = process.wait()
         if code != 0 and stop.event.is_set():
             raise loader.Cancelled()
-        if not fed or code != 0:
+        if fed and code != 0 and self.request.tolerant:
+            log.warning("restore (data) went on past errors: %s", process.failure())
+        elif not fed or code != 0:
             raise RestoreFailedError(
                 f"restore of {stored.key} into {self.dbname} failed: {process.failure()}",
                 hint=_INCOMPLETE,
@@ -484,7 +510,9 @@ class _Restore:
     # -- helpers -----------------------------------------------------------------
 
     def _argv(self, section: str, selected: Path | None) -> list[str]:
-        argv = [self.pg_restore, "--exit-on-error", "-w", f"--dbname={self.dbname}"]
+        argv = [self.pg_restore, "-w", f"--dbname={self.dbname}"]
+        if not self.request.tolerant:
+            argv.append("--exit-on-error")
         argv.append(f"--section={section}")
         if selected is not None:
             argv.append(f"--use-list={selected}")
@@ -495,6 +523,12 @@ class _Restore:
     def _what(self, archive: str) -> str:
         names = {"schema": "the schema archive", "data": "the remaining-data archive"}
         return f"{names[archive]} of {self.manifest.database}"
+
+
+def _exists(conn: psycopg.Connection, part: TablePart) -> bool:
+    name = sql.Identifier(part.schema_name, part.table).as_string(conn)
+    row = conn.execute("SELECT pg_catalog.to_regclass(%s) IS NOT NULL", [name]).fetchone()
+    return bool(row and row[0])
 
 
 def _guarded(job: Callable[[], None], stop: _Stop) -> None:

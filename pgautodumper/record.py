@@ -148,9 +148,11 @@ def run(document: ExecutionDocument, metrics: Metrics) -> DumpResult:
 def verify_result(verdict: Verdict, keys: layout.BackupKeys) -> VerifyResult:
     return VerifyResult(
         verdict=verdict.verdict,
-        verified_key=keys.dump,
+        verified_key=verdict.dump_key,
         restore_seconds=verdict.restore_seconds,
         mismatched_tables=[t.table for t in verdict.mismatches()] + verdict.extra_tables,
+        missing_extensions=verdict.missing_extensions,
+        unchecked_tables=verdict.unchecked_tables,
         reason=verdict.reason,
         checked_at=verdict.checked_at,
     )

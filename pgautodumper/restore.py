@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import subprocess
 import time
 from collections.abc import Iterator
@@ -29,20 +30,23 @@ import psycopg
 import zstandard
 from pydantic import BaseModel, Field
 
-from pgautodumper import catalog, layout, storage
+from pgautodumper import catalog, layout, roles, storage
 from pgautodumper.child import ToolProcess
 from pgautodumper.connection import ConnectionInfo, connect, restore_settings
 from pgautodumper.errors import (
     ChecksumMismatchError,
     DatabaseError,
+    DatabasePermissionError,
+    MissingRolesError,
     RestoreFailedError,
     TargetNotEmptyError,
     UsageError,
     redact,
 )
-from pgautodumper.manifest import Manifest, ManifestV2
+from pgautodumper.manifest import Manifest, ManifestV2, StoredObject
 from pgautodumper.parallel_restore import RestoreOptions, restore_format2
 from pgautodumper.pgtools import find_tool
+from pgautodumper.roles import CreatedRoles
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +69,10 @@ class RestoreResult(BaseModel):
     format_version: int = 1
     tables: list[str] = Field(default_factory=list, description="what a partial restore restored")
     parts: int = 0
+    phases: dict[str, float] = Field(
+        default_factory=dict, description="seconds of pre-data, data and post-data (format 2)"
+    )
+    roles: CreatedRoles | None = Field(None, description="what --with-roles created")
 
 
 def resolve(
@@ -124,7 +132,11 @@ def restore(
     manifest = catalog.read_manifest(bucket, keys)
     if isinstance(manifest, ManifestV2):
         started = time.monotonic()
-        outcome = restore_format2(bucket, manifest, target, options)
+        created = prepare_roles(bucket, manifest, target, options)
+        try:
+            outcome = restore_format2(bucket, manifest, target, options)
+        except RestoreFailedError as exc:
+            raise missing_role(exc, target) or exc from None
         return RestoreResult(
             dump_key=manifest.dump_key,
             database=outcome.database,
@@ -134,6 +146,8 @@ def restore(
             format_version=2,
             tables=outcome.tables,
             parts=outcome.parts,
+            phases=outcome.phases,
+            roles=created,
         )
     if options.partial:
         raise UsageError(
@@ -142,10 +156,74 @@ def restore(
             hint="restore it whole into a scratch database and copy the table from there, "
             "or take a new backup (format 2 is the default)",
         )
-    result = _restore_format1(bucket, keys, manifest, target, options)
+    try:
+        result = _restore_format1(bucket, keys, manifest, target, options)
+    except RestoreFailedError as exc:
+        raise missing_role(exc, target) or exc from None
     if options.analyze:
         analyze(target)
     return result
+
+
+def read_roles(bucket: str, stored: StoredObject) -> roles.RoleSet:
+    """The backup's roles object, checked against the manifest before it is trusted."""
+    body = storage.get(bucket, stored.key)
+    digest = hashlib.sha256(body).hexdigest()
+    if len(body) != stored.stored_bytes or digest != stored.sha256:
+        raise ChecksumMismatchError(
+            f"checksum mismatch: the roles object {stored.key} is corrupt ({len(body)} bytes, "
+            f"sha256 {digest}; the manifest records {stored.stored_bytes}, {stored.sha256})",
+            hint="restore with --no-owner, or restore an older backup",
+        )
+    return roles.RoleSet.from_json(zstandard.ZstdDecompressor().decompress(body))
+
+
+def prepare_roles(
+    bucket: str, manifest: ManifestV2, target: ConnectionInfo, options: RestoreOptions
+) -> CreatedRoles | None:
+    """Before a whole restore: the roles its owners and grants name must exist.
+
+    Missing ones are created with ``--with-roles`` (never with a password), or
+    named up front, before anything is restored. A partial restore goes into a
+    database that has its roles already: pg_restore names any it lacks.
+    """
+    if manifest.roles is None or options.no_owner or (options.partial and not options.with_roles):
+        return None
+    needed = read_roles(bucket, manifest.roles)
+    with connect(target, writable=True) as conn:
+        absent = roles.missing(conn, needed)
+        if absent and not options.with_roles:
+            raise MissingRolesError(
+                f"the restore target {target.describe()} lacks role(s) {', '.join(absent)} "
+                "that the backup's objects are owned by or granted to",
+                hint="pass --with-roles to create them (without passwords), or --no-owner to "
+                "restore without owners and grants",
+            )
+        try:
+            return roles.create_missing(conn, needed)
+        except psycopg.Error as exc:
+            raise DatabasePermissionError(
+                f"cannot create the backup's roles on {target.describe()}: "
+                f"{redact(str(exc), target.secret_values()).strip()}",
+                hint="connect as a role with CREATEROLE (or create the roles named above "
+                "yourself), or restore with --no-owner",
+            ) from None
+
+
+_MISSING_ROLE = re.compile(r'role "([^"]+)" does not exist')
+
+
+def missing_role(exc: RestoreFailedError, target: ConnectionInfo) -> MissingRolesError | None:
+    """pg_restore's "role does not exist", named as the cause it is."""
+    match = _MISSING_ROLE.search(exc.message)
+    if match is None:
+        return None
+    return MissingRolesError(
+        f"the restore target {target.describe()} lacks role {match[1]!r}, which the backup's "
+        f"objects are owned by or granted to ({exc.message})",
+        hint="pass --with-roles to create the backup's roles (format 2), create the role "
+        "yourself, or restore with --no-owner",
+    )
 
 
 def analyze(target: ConnectionInfo) -> None:

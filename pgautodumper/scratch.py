@@ -50,9 +50,15 @@ class ThrowawayPostgres:
     """A private PostgreSQL cluster; use as a context manager."""
 
     def __init__(
-        self, *, port: int | None = None, bin_dir: Path | None = None, root: Path | None = None
+        self,
+        *,
+        port: int | None = None,
+        bin_dir: Path | None = None,
+        root: Path | None = None,
+        settings: dict[str, str] | None = None,
     ) -> None:
         self.bin_dir = bin_dir or server_bin_dir()
+        self.settings = settings or {}
         self.port = port or free_port()
         self.root = root or Path(tempfile.mkdtemp(prefix="pgad-pg-"))
         self.owned = root is None
@@ -82,10 +88,12 @@ class ThrowawayPostgres:
             "--auth-local=trust",
             "--auth-host=scram-sha-256",
         )
+        # mmap, not /dev/shm: Fargate has no sharedMemorySize, and its /dev/shm is tiny.
         options = (
             f"-p {self.port} -k {self.socket_dir} -c listen_addresses=127.0.0.1 "
             "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
-            "-c max_connections=100"
+            "-c max_connections=100 -c dynamic_shared_memory_type=mmap"
+            + "".join(f" -c {name}={value}" for name, value in self.settings.items())
         )
         self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.log), "-w", "start")
         return self
@@ -174,3 +182,20 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+# Extensions whose CREATE EXTENSION needs the library preloaded (pg_cron also needs
+# its database named at start).
+_PRELOADED = ("pg_cron", "pgaudit")
+
+
+def scratch_settings(bin_dir: Path, database: str) -> dict[str, str]:
+    """What a verify's scratch server needs so that the extensions it has can be created."""
+    libdir = subprocess.run(
+        [str(bin_dir / "pg_config"), "--pkglibdir"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    present = [lib for lib in _PRELOADED if libdir and (Path(libdir) / f"{lib}.so").exists()]
+    settings = {"shared_preload_libraries": ",".join(present)} if present else {}
+    if "pg_cron" in present:
+        settings["cron.database_name"] = database
+    return settings

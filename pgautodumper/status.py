@@ -101,7 +101,7 @@ def judge(
         return "STALE", "no complete backup"
     if last_backup.age_hours > max_age.total_seconds() / 3600:
         return "STALE", f"the newest complete backup is {last_backup.age_hours:.1f} h old"
-    if last_verify is not None and last_verify.verdict != "passed":
+    if last_verify is not None and last_verify.verdict not in ("passed", "warn"):
         return "FAILED-VERIFY", f"the newest verify ({last_verify.checked_at:%Y-%m-%d}) failed"
     if last_verify is None or last_verify.age_hours > verify_max_age.total_seconds() / 3600:
         return "UNVERIFIED", "no passing verify within the verify window"
@@ -175,7 +175,7 @@ def publish_freshness(namespace: str) -> Freshness:
         ages = {
             "HoursSinceLastBackup": row.last_backup.age_hours if row.last_backup else None,
             "HoursSinceLastVerify": row.last_verify.age_hours
-            if row.last_verify and row.last_verify.verdict == "passed"
+            if row.last_verify and row.last_verify.verdict in ("passed", "warn")
             else None,
         }
         for metric, hours in ages.items():

@@ -345,11 +345,13 @@ class S3MultipartSink:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 
-def put_if_absent(bucket: str, key: str, body: bytes) -> None:
+def put_if_absent(
+    bucket: str, key: str, body: bytes, *, content_type: str = "application/json"
+) -> None:
     """Write a small object that must never replace an existing one."""
     try:
         aws.client("s3").put_object(
-            Bucket=bucket, Key=key, Body=body, IfNoneMatch="*", ContentType="application/json"
+            Bucket=bucket, Key=key, Body=body, IfNoneMatch="*", ContentType=content_type
         )
     except (ClientError, BotoCoreError) as exc:
         raise storage_error(exc, bucket=bucket, key=key, action="write") from None

@@ -30,7 +30,7 @@ from pgautodumper.errors import (
     VerifyMismatchError,
     redact,
 )
-from pgautodumper.manifest import Verdict, VerifiedTable
+from pgautodumper.manifest import Manifest, ManifestV2, Verdict, VerifiedTable
 from pgautodumper.restore import RestoreOptions, restore
 from pgautodumper.snapshot import count_rows
 
@@ -103,7 +103,9 @@ def compare(
     return tables, sorted(set(restored) - set(expected))
 
 
-def verify(bucket: str, keys: layout.BackupKeys, scratch: ConnectionInfo) -> Verdict:
+def verify(
+    bucket: str, keys: layout.BackupKeys, scratch: ConnectionInfo, *, database: str | None = None
+) -> Verdict:
     """Restore-and-compare; writes ``<backup>.verified.json`` and returns the verdict.
 
     Either format: the restore is the one ``pgautodumper restore`` runs (for
@@ -118,37 +120,43 @@ def verify(bucket: str, keys: layout.BackupKeys, scratch: ConnectionInfo) -> Ver
     manifest = catalog.read_manifest(bucket, keys)
     dump_key = manifest.dump_key
     drop_leftovers(scratch)
-    database = scratch_name(keys)
+    database = database or scratch_name(keys)
     started = time.monotonic()
     restored_ok = False
+    created: list[str] = []
     try:
         _create(scratch, database)
         try:
+            options = scratch_options(scratch, manifest)
             log.info("verify %s in scratch database %s", dump_key, database)
-            restore(
-                bucket, keys, scratch.with_params(dbname=database), RestoreOptions(no_owner=True)
-            )
+            result = restore(bucket, keys, scratch.with_params(dbname=database), options)
+            created = result.roles.created if result.roles else []
             restored_ok = True
             restore_seconds = round(time.monotonic() - started, 3)
             restored, via_root = _counts(scratch.with_params(dbname=database))
         finally:
             drop_scratch(scratch, database)
+            drop_roles(scratch, created)
     except PgautodumperError as exc:
         _record_failure(bucket, keys, dump_key, exc, started=started, sha256_ok=restored_ok)
         raise
-    tables, extra = compare(by_root(manifest.row_counts(), via_root), by_root(restored, via_root))
-    failed = [t for t in tables if not t.matches]
+    expected = by_root(manifest.row_counts(), via_root)
+    tables, extra = compare(expected, by_root(restored, via_root))
+    missing = options.missing_extensions
+    # Without an extension some tables cannot exist: they were not checked, not lost.
+    unchecked = sorted(set(expected) - set(restored)) if missing else []
+    failed = [t for t in tables if not t.matches and t.table not in unchecked]
     verdict = Verdict(
         dump_key=dump_key,
-        verdict="failed" if failed or extra else "passed",
+        verdict="failed" if failed or extra else "warn" if missing else "passed",
         checked_at=datetime.now(UTC),
         restore_seconds=restore_seconds,
         sha256_ok=True,
         tables=tables,
         extra_tables=extra,
-        reason=f"{len(failed)} table(s) differ, {len(extra)} unexpected"
-        if failed or extra
-        else None,
+        missing_extensions=missing,
+        unchecked_tables=unchecked,
+        reason=_reason(failed, extra, missing, unchecked),
         tool_version=__version__,
     )
     _record(bucket, keys, verdict)
@@ -158,6 +166,50 @@ def verify(bucket: str, keys: layout.BackupKeys, scratch: ConnectionInfo) -> Ver
             hint="do not rely on this backup; inspect the source and take a new one",
         )
     return verdict
+
+
+def _reason(
+    failed: list[VerifiedTable], extra: list[str], missing: list[str], unchecked: list[str]
+) -> str | None:
+    if failed or extra:
+        return f"{len(failed)} table(s) differ, {len(extra)} unexpected"
+    if missing:
+        return (
+            f"the scratch server lacks extension(s) {', '.join(missing)}: "
+            f"{len(unchecked)} table(s) not checked ({', '.join(unchecked) or 'none'})"
+        )
+    return None
+
+
+def scratch_options(scratch: ConnectionInfo, manifest: Manifest | ManifestV2) -> RestoreOptions:
+    """How to restore into the scratch server: with the backup's roles where it may create
+    them (so owners and grants are restored, hence verified, too), and past the errors
+    of extensions it cannot load (a WARN verdict names them)."""
+    with connect(scratch) as admin:
+        may_create_roles, available = admin.execute(
+            "SELECT rolsuper OR rolcreaterole,"
+            " ARRAY(SELECT name FROM pg_catalog.pg_available_extensions)"
+            " FROM pg_catalog.pg_roles WHERE rolname = current_user"
+        ).fetchone()
+    if not isinstance(manifest, ManifestV2):
+        return RestoreOptions(no_owner=True)
+    with_roles = manifest.roles is not None and may_create_roles
+    missing = sorted(set(manifest.extensions) - set(available))
+    if missing:
+        log.warning("the scratch server lacks extension(s): %s", ", ".join(missing))
+    return RestoreOptions(
+        no_owner=not with_roles, with_roles=with_roles, missing_extensions=missing
+    )
+
+
+def drop_roles(scratch: ConnectionInfo, created: list[str]) -> None:
+    """The roles this verify created on a shared scratch server (its database is gone)."""
+    for name in created:
+        try:
+            with connect(scratch, writable=True) as admin:
+                admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
+        except (PgautodumperError, psycopg.Error) as exc:
+            log.warning("could not drop role %s created for the verify: %s", name, exc)
 
 
 def diff_lines(verdict: Verdict) -> list[str]:

@@ -160,20 +160,14 @@ def empty_bucket(s3: Any, bucket: str) -> int:
     return deleted
 
 
-def manifest_objects(manifest: Any) -> list[tuple[str, int | None]]:
-    """(key, stored bytes) of every object a manifest lists (format 1: the dump; 2: parts)."""
-    found: list[tuple[str, int | None]] = []
-    if isinstance(manifest, dict):
-        key = manifest.get("dump_key") or manifest.get("key")
-        if isinstance(key, str) and not key.endswith(".manifest.json"):
-            found.append((key, manifest.get("stored_bytes")))
-        for name, value in manifest.items():
-            if name != "dump_key" and isinstance(value, dict | list):
-                found.extend(manifest_objects(value))
-    elif isinstance(manifest, list):
-        for item in manifest:
-            found.extend(manifest_objects(item))
-    return found
+def manifest_objects(raw: bytes, key: str) -> list[tuple[str, int]]:
+    """(key, stored bytes) of every object a manifest lists, read as the package reads it."""
+    from pgautodumper.manifest import ManifestV2, parse_manifest
+
+    manifest = parse_manifest(raw, key)
+    if isinstance(manifest, ManifestV2):
+        return [(o.key, o.stored_bytes) for o in manifest.objects()]
+    return [(manifest.dump_key, manifest.stored_bytes)]
 
 
 def check_run(
@@ -190,7 +184,8 @@ def check_run(
     manifest_key = dump.get("manifest_key")
     if checks.check(bool(manifest_key), f"the output names the manifest ({manifest_key})"):
         try:
-            manifest = json.loads(s3.get_object(Bucket=bucket, Key=manifest_key)["Body"].read())
+            raw = s3.get_object(Bucket=bucket, Key=manifest_key)["Body"].read()
+            manifest = json.loads(raw)
         except Exception as exc:  # any failure here is the finding
             checks.check(False, f"manifest s3://{bucket}/{manifest_key} readable: {exc}")
         else:
@@ -198,7 +193,7 @@ def check_run(
                 manifest.get("format_version") in (1, 2), "manifest format_version is known"
             )
             checks.check(manifest.get("name") == "smoke", "manifest names the backup")
-            objects = manifest_objects(manifest)
+            objects = manifest_objects(raw, manifest_key)
             checks.check(bool(objects), f"manifest lists {len(objects)} stored object(s)")
             for key, size in objects:
                 try:

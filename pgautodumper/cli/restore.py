@@ -9,6 +9,7 @@ from pgautodumper.connection import ConnectionInfo
 from pgautodumper.errors import UsageError
 from pgautodumper.parallel_restore import default_jobs
 from pgautodumper.restore import RestoreOptions, resolve, restore
+from pgautodumper.roles import CreatedRoles
 
 
 @click.command("restore")
@@ -23,6 +24,12 @@ from pgautodumper.restore import RestoreOptions, resolve, restore
 )
 @click.option("--clean", is_flag=True, help="Drop and replace objects that already exist.")
 @click.option("--no-owner", is_flag=True, help="Do not restore ownership and privileges.")
+@click.option(
+    "--with-roles",
+    is_flag=True,
+    help="First create the roles the backup needs that the target lacks (never with a "
+    "password: login roles are listed so that you set one).",
+)
 @click.option(
     "--table",
     "tables",
@@ -56,6 +63,7 @@ def command(
     database_url: str,
     clean: bool,
     no_owner: bool,
+    with_roles: bool,
     tables: tuple[str, ...],
     schemas: tuple[str, ...],
     jobs: int,
@@ -72,6 +80,7 @@ def command(
     options = RestoreOptions(
         clean=clean,
         no_owner=no_owner,
+        with_roles=with_roles,
         jobs=jobs,
         analyze=analyze,
         tables=list(tables),
@@ -79,9 +88,22 @@ def command(
     )
     result = restore(bucket, keys, ConnectionInfo.from_url(database_url), options)
     what = f"{', '.join(result.tables)} from " if result.tables else ""
-    emit(
-        result,
-        as_json,
+    lines = [
         f"restored {what}{result.dump_key} into {result.database} in {result.seconds:.1f}s "
-        f"(sha256 of every object verified)",
-    )
+        f"(sha256 of every object verified)"
+    ]
+    if result.roles is not None:
+        lines += _roles_lines(result.roles)
+    emit(result, as_json, "\n".join(lines))
+
+
+def _roles_lines(created: CreatedRoles) -> list[str]:
+    lines = [f"created role(s): {', '.join(created.created) or 'none needed'}"]
+    if created.need_password:
+        lines.append(
+            f"login role(s) without a password: {', '.join(created.need_password)} "
+            "(set one: ALTER ROLE name PASSWORD ...)"
+        )
+    if created.not_granted:
+        lines.append(f"left out (needs a superuser): {', '.join(created.not_granted)}")
+    return lines

@@ -15,13 +15,16 @@ from pgautodumper.errors import UsageError
 from pgautodumper.layout import BackupKeys
 from pgautodumper.manifest import Verdict
 from pgautodumper.restore import resolve
-from pgautodumper.scratch import ThrowawayPostgres
-from pgautodumper.verify import verify
+from pgautodumper.scratch import ThrowawayPostgres, scratch_settings, server_bin_dir
+from pgautodumper.verify import scratch_name, verify
 
 
 def verify_in_throwaway(bucket: str, keys: BackupKeys) -> Verdict:
-    with ThrowawayPostgres() as server:
-        return verify(bucket, keys, ConnectionInfo.from_url(server.admin_url))
+    """A scratch server of our own (the Fargate task's), set up for the extensions it has."""
+    database = scratch_name(keys)
+    settings = scratch_settings(server_bin_dir(), database)
+    with ThrowawayPostgres(settings=settings) as server:
+        return verify(bucket, keys, ConnectionInfo.from_url(server.admin_url), database=database)
 
 
 @click.command("verify")
@@ -66,9 +69,10 @@ def command(
             verdict = verify_in_throwaway(bucket, keys)
         else:
             verdict = verify(bucket, keys, ConnectionInfo.from_url(scratch_url or ""))
-    emit(
-        verdict,
-        as_json,
+    text = (
         f"verified {verdict.dump_key}: {len(verdict.tables)} tables match, "
-        f"restore took {verdict.restore_seconds:.1f}s",
+        f"restore took {verdict.restore_seconds:.1f}s"
     )
+    if verdict.verdict == "warn":
+        text = f"verified {verdict.dump_key} with a warning: {verdict.reason}"
+    emit(verdict, as_json, text)

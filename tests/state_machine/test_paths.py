@@ -66,8 +66,8 @@ def run(emu: Emulator, database: str, capfd):
     return go
 
 
-# A format-2 backup of the small sample: its two pg_dump archives and the manifest.
-BACKUP = ["data.dump.zst", "manifest.json", "schema.dump.zst"]
+# A format-2 backup of the small sample: its two pg_dump archives, its roles, the manifest.
+BACKUP = ["data.dump.zst", "manifest.json", "roles.json.zst", "schema.dump.zst"]
 
 
 def suffixes(result: LocalRunResult) -> list[str]:
@@ -110,7 +110,7 @@ def test_happy_path_with_verify(run) -> None:
     assert "recovery time" in result.notifications[0]["message"]
     assert suffixes(result) == sorted([*BACKUP, "verified.json"])  # lock released
     stem = report["dump"]["manifest_key"].removesuffix(".manifest.json")
-    stored = sum(size for key, size in result.objects.items() if key.endswith(".dump.zst"))
+    stored = sum(size for key, size in result.objects.items() if key.endswith(".zst"))
     assert report["dump"]["stored_bytes"] == stored and report["dump"]["dump_key"].startswith(stem)
     assert [n["subject"] for n in result.notifications] == ["pgautodumper backup items succeeded"]
 

@@ -1,0 +1,213 @@
+"""The worst day: a new, empty server, where none of the backup's roles exist.
+
+The source lives on the test server with its own roles (an owner group, a
+login member with settings, a reader granted SELECT, default privileges).
+The target is a second, empty cluster (initdb'd here). Also: verify's scratch
+server gets the roles too, and an extension the scratch server lacks gives a
+WARN verdict naming it and the tables it could not check.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from pgautodumper.scratch import ThrowawayPostgres
+from tests.conftest import BACKUP_PASSWORD
+
+SUFFIX = secrets.token_hex(3)
+OWNER, APP, READER = f"owner_{SUFFIX}", f"app_{SUFFIX}", f"reader_{SUFFIX}"
+APP_PASSWORD = f"app-pw-{secrets.token_hex(8)}"
+
+ROLES_SQL = f"""
+CREATE ROLE {OWNER} NOLOGIN;
+CREATE ROLE {APP} LOGIN PASSWORD '{APP_PASSWORD}' CONNECTION LIMIT 7;
+GRANT {OWNER} TO {APP};
+ALTER ROLE {APP} SET search_path = app, public;
+CREATE ROLE {READER} NOLOGIN;
+"""
+
+SCHEMA_SQL = f"""
+CREATE SCHEMA app AUTHORIZATION {OWNER};
+CREATE TABLE app.orders (id int PRIMARY KEY, total numeric);
+INSERT INTO app.orders SELECT g, g * 1.5 FROM generate_series(1, 500) g;
+ALTER TABLE app.orders OWNER TO {OWNER};
+GRANT SELECT ON app.orders TO {READER};
+GRANT SELECT (id), UPDATE (total) ON app.orders TO {APP};
+CREATE TABLE public.plain (x int);
+INSERT INTO public.plain VALUES (1), (2);
+ALTER DEFAULT PRIVILEGES FOR ROLE {OWNER} IN SCHEMA app GRANT SELECT ON TABLES TO {READER};
+"""
+
+# Owners and privileges, table by table (and default privileges), by role name.
+_OWNERS_AND_ACLS = """
+SELECT n.nspname || '.' || c.relname, c.relowner::regrole::text,
+       COALESCE(c.relacl::text, ''),
+       COALESCE((SELECT string_agg(a.attname || '=' || a.attacl::text, ',' ORDER BY a.attname)
+                   FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attacl IS NOT NULL), '')
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE n.nspname IN ('app', 'public') AND c.relkind = 'r' ORDER BY 1
+"""
+_DEFAULT_ACLS = """
+SELECT defaclrole::regrole::text, defaclnamespace::regnamespace::text, defaclacl::text
+  FROM pg_default_acl ORDER BY 1, 2
+"""
+
+
+def privileges(url: str) -> tuple[list, list, list]:
+    with psycopg.connect(url) as conn:
+        schema_owner = conn.execute(
+            "SELECT nspowner::regrole::text FROM pg_namespace WHERE nspname = 'app'"
+        ).fetchall()
+        return (
+            conn.execute(_OWNERS_AND_ACLS).fetchall(),
+            conn.execute(_DEFAULT_ACLS).fetchall(),
+            schema_owner,
+        )
+
+
+@pytest.fixture(scope="module")
+def source(pg) -> Iterator[str]:
+    pg.psql(ROLES_SQL)
+    dbname = f"roles_{SUFFIX}"
+    pg.psql(f'CREATE DATABASE "{dbname}" TEMPLATE template0')
+    pg.psql(SCHEMA_SQL, dbname=dbname)
+    yield pg.url("pgad_backup", BACKUP_PASSWORD, dbname)
+    pg.psql(f'DROP DATABASE "{dbname}" WITH (FORCE)')
+    pg.psql(f"DROP ROLE {APP}; DROP ROLE {READER}; DROP ROLE {OWNER}")
+
+
+@pytest.fixture
+def new_server() -> Iterator[ThrowawayPostgres]:
+    """A second, empty cluster: none of the source's roles exist there."""
+    with ThrowawayPostgres() as server:
+        server.psql("CREATE ROLE restorer LOGIN SUPERUSER PASSWORD 'restorer-pw'")
+        yield server
+
+
+def target_db(server: ThrowawayPostgres) -> str:
+    dbname = f"t_{secrets.token_hex(4)}"
+    server.psql(f'CREATE DATABASE "{dbname}" TEMPLATE template0')
+    return server.url("restorer", "restorer-pw", dbname)
+
+
+def backup(cli, url: str, bucket: str, *extra: str) -> dict:
+    result = cli("backup", "--database-url", url, "--bucket", bucket, "--name", "roles",
+                 "--json", *extra)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_a_restore_into_a_new_server_recreates_the_roles(cli, source, new_server, bucket, s3):
+    manifest = backup(cli, source, bucket)
+    stored = s3.get_object(Bucket=bucket, Key=manifest["roles"]["key"])["Body"].read()
+    assert APP_PASSWORD.encode() not in stored and b"password" not in stored.lower()
+
+    refused = cli("restore", "--bucket", bucket, "--latest", "--name", "roles",
+                  "--database-url", (target := target_db(new_server)))  # fmt: skip
+    assert refused.returncode == 16, refused.stderr
+    assert all(role in refused.stderr for role in (OWNER, APP, READER))
+    assert "--with-roles" in refused.stderr and "--no-owner" in refused.stderr
+    with psycopg.connect(target) as conn:
+        assert (
+            conn.execute("SELECT count(*) FROM pg_class WHERE relname = 'orders'").fetchone()[0]
+            == 0
+        ), "nothing is restored before the roles are there"
+
+    restored = cli("restore", "--bucket", bucket, "--latest", "--name", "roles",
+                   "--database-url", target, "--with-roles")  # fmt: skip
+    assert restored.returncode == 0, restored.stderr
+    assert f"created role(s): {APP}, {OWNER}, {READER}" in restored.stdout
+    assert f"login role(s) without a password: {APP}" in restored.stdout
+    assert privileges(target) == privileges(source)
+    with psycopg.connect(new_server.admin_url) as conn:
+        app = conn.execute(
+            "SELECT a.rolpassword IS NULL, a.rolconnlimit, r.rolconfig FROM pg_authid a"
+            " JOIN pg_roles r ON r.oid = a.oid WHERE a.rolname = %s",
+            [APP],
+        ).fetchone()
+        member = conn.execute("SELECT pg_has_role(%s, %s, 'MEMBER')", [APP, OWNER]).fetchone()[0]
+    assert app == (True, 7, ["search_path=app, public"]) and member
+    assert APP_PASSWORD not in restored.stdout + restored.stderr
+
+
+def test_format_1_names_the_missing_role(cli, source, new_server, bucket):
+    backup(cli, source, bucket, "--format", "1")
+    result = cli("restore", "--bucket", bucket, "--latest", "--name", "roles",
+                 "--database-url", target_db(new_server))  # fmt: skip
+    assert result.returncode == 16, result.stderr
+    assert "lacks role" in result.stderr and "--no-owner" in result.stderr
+
+
+def test_verify_restores_owners_and_grants_and_leaves_no_role_behind(
+    cli, source, new_server, bucket
+):
+    backup(cli, source, bucket)
+    scratch = new_server.url("restorer", "restorer-pw", "postgres")
+    with psycopg.connect(new_server.admin_url) as conn:
+        before = {r[0] for r in conn.execute("SELECT rolname FROM pg_roles")}
+    result = cli("verify", "--bucket", bucket, "--latest", "--name", "roles",
+                 "--scratch-url", scratch, "--json")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["verdict"] == "passed"
+    assert "created 3 role(s)" in result.stderr  # the grants were restored, hence checked
+    with psycopg.connect(new_server.admin_url) as conn:
+        assert {r[0] for r in conn.execute("SELECT rolname FROM pg_roles")} == before
+
+
+# -- an extension the scratch server lacks: WARN, not a failed verify --------------------
+
+EXTENSION = f"pgad_warn_{SUFFIX}"
+_FILES = {
+    f"{EXTENSION}.control": "default_version = '1.0'\nrelocatable = true\n",
+    f"{EXTENSION}--1.0.sql": "CREATE DOMAIN money_cents AS bigint CHECK (VALUE >= 0);\n",
+}
+
+
+def _extension_folder(pg) -> Path:
+    sharedir = subprocess.run(
+        [str(pg.bin_dir / "pg_config"), "--sharedir"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    folder = Path(sharedir) / "extension"
+    if not os.access(folder, os.W_OK):
+        pytest.skip(f"cannot install a test extension into {folder} (not writable)")
+    return folder
+
+
+def test_an_extension_the_scratch_server_lacks_is_a_warn(cli, pg, make_database, bucket, s3):
+    folder = _extension_folder(pg)
+    paths = [folder / name for name in _FILES]
+    for path, text in zip(paths, _FILES.values(), strict=True):
+        path.write_text(text)
+    try:
+        url = make_database(
+            f"CREATE EXTENSION {EXTENSION};"
+            "CREATE TABLE priced (id int, price money_cents);"
+            "INSERT INTO priced VALUES (1, 100), (2, 250);"
+            "CREATE TABLE plain (id int); INSERT INTO plain SELECT generate_series(1, 10);"
+        )
+        manifest = backup(cli, url, bucket)
+        assert EXTENSION in manifest["extensions"]
+    finally:
+        for path in paths:  # now no server here can load it: the scratch server lacks it
+            path.unlink(missing_ok=True)
+    result = cli("verify", "--bucket", bucket, "--latest", "--name", "roles",
+                 "--scratch-local", "--json")  # fmt: skip
+    assert result.returncode == 0, result.stderr  # a WARN pages nobody
+    verdict = json.loads(result.stdout)
+    assert verdict["verdict"] == "warn"
+    assert verdict["missing_extensions"] == [EXTENSION]
+    assert verdict["unchecked_tables"] == ["public.priced"]
+    assert {t["table"]: t["restored_rows"] for t in verdict["tables"]}["public.plain"] == 10
+    stored = json.loads(
+        s3.get_object(Bucket=bucket, Key=manifest["manifest_key"].replace(
+            ".manifest.json", ".verified.json"))["Body"].read()
+    )  # fmt: skip
+    assert stored["verdict"] == "warn" and EXTENSION in stored["reason"]
