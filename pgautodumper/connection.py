@@ -150,6 +150,12 @@ def classify_connect_error(exc: psycopg.Error, info: ConnectionInfo) -> Database
             f"database not found on {target}: {detail}",
             hint="check the database name; 'psql -l' lists the databases",
         )
+    if "certificate" in lowered or "ssl" in lowered:
+        return DatabaseUnreachableError(
+            f"TLS to {target} failed: {detail}",
+            hint="with sslmode verify-full the CA must have signed the server's certificate and "
+            "the certificate must name the host: check ssl_root_cert (RDS/Aurora: leave it unset)",
+        )
     return DatabaseUnreachableError(
         f"cannot reach {target}: {detail}",
         hint="check host, port, security groups and that the server is running",

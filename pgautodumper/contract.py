@@ -122,7 +122,16 @@ class BackupRequest(Model):
     verify: bool = Field(False, description="restore into a scratch database and check")
     retention: RetentionPolicy = Field(default_factory=RetentionPolicy)
     notify_on_success: bool = False
-    sslmode: SslMode = "require"
+    sslmode: SslMode = Field(
+        "require",
+        description="libpq sslmode; require encrypts, verify-full also authenticates the server "
+        "(recommended: RDS and Aurora CAs are built in)",
+    )
+    ssl_root_cert: str | None = Field(
+        None,
+        description="ARN of a Secrets Manager secret or SSM parameter holding the CA's PEM, for "
+        "verify-ca/verify-full against a self-managed server",
+    )
     task: TaskSizing = Field(default_factory=TaskSizing)
     jobs: int | None = Field(
         None, ge=1, le=64, description="parallel streams [default: the task's vCPUs]"
@@ -186,6 +195,7 @@ class TaskInput(Model):
     secret_arn: str | None = None
     secret_version_id: str | None = None
     sslmode: SslMode | None = None
+    ssl_root_cert: str | None = None
     pg_dump_major: int | None = None
     part_size_bytes: int | None = None
     jobs: int = Field(1, ge=1, le=64)

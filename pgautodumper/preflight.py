@@ -26,7 +26,7 @@ import psycopg
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel
 
-from pgautodumper import aws, blockers, catalog, layout, lock, pgtools, storage
+from pgautodumper import aws, blockers, catalog, layout, lock, pgtools, storage, tls
 from pgautodumper.connection import ConnectionInfo, connect
 from pgautodumper.contract import (
     ConnectionTarget,
@@ -208,6 +208,7 @@ def task_input(
         secret_arn=target.secret_arn,
         secret_version_id=target.secret_version_id,
         sslmode=request.sslmode,
+        ssl_root_cert=request.ssl_root_cert,
         pg_dump_major=pg_dump_major,
         part_size_bytes=storage.initial_part_size(facts.database_size_bytes),
         jobs=request.jobs or request.task.vcpus,
@@ -254,7 +255,9 @@ def run(document: ExecutionDocument) -> PreflightResult:
     target: ConnectionTarget = document.require("target")
     execution: ExecutionContext = document.require("execution")
     secret = fetch_secret(target.secret_arn, target.secret_version_id)
-    info = secret.connection(sslmode=request.sslmode)
+    info = secret.connection(
+        sslmode=request.sslmode, **tls.root_cert_params(request.sslmode, request.ssl_root_cert)
+    )
     inspection = inspect(info)
     facts, warnings = inspection.facts, inspection.warnings
     major = choose_pg_dump_major(facts.server_version_num, task_pg_dump_majors())

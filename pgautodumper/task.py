@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
+from pgautodumper import tls
 from pgautodumper.connection import ConnectionInfo
 from pgautodumper.contract import TaskInput, TaskName, parse_model
 from pgautodumper.errors import PgautodumperError, RequestInvalidError, UnexpectedError
@@ -50,6 +51,7 @@ def connection(task_input: TaskInput) -> ConnectionInfo:
         raise RequestInvalidError(f"{TASK_ENV} names no secret_arn")
     secret = fetch_secret(task_input.secret_arn, task_input.secret_version_id)
     extra = {"sslmode": task_input.sslmode} if task_input.sslmode else {}
+    extra |= tls.root_cert_params(task_input.sslmode, task_input.ssl_root_cert)
     return secret.connection(**extra)
 
 

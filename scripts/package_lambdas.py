@@ -25,6 +25,7 @@ import shutil
 import subprocess
 import sys
 import tomllib
+import urllib.request
 import zipfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -123,6 +124,32 @@ def write_zip(entries: Iterable[tuple[Path | bytes, str]], destination: Path) ->
             archive.writestr(info, data)
 
 
+# Preflight connects to the database: with sslmode verify-full it trusts the RDS/Aurora
+# CAs of this bundle (pgautodumper.tls), shipped in the zip as package data.
+RDS_BUNDLE_URL = "https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem"
+RDS_BUNDLE_ENV = "RDS_CA_BUNDLE"
+RDS_BUNDLE_ENTRY = "pgautodumper/certs/rds-global-bundle.pem"
+
+
+def rds_bundle() -> tuple[bytes, str]:
+    """The RDS global CA bundle: $RDS_CA_BUNDLE (a file) or AWS's trust store."""
+    source = os.environ.get(RDS_BUNDLE_ENV)
+    try:
+        if source:
+            body = Path(source).read_bytes()
+        else:
+            with urllib.request.urlopen(RDS_BUNDLE_URL, timeout=60) as response:
+                body = response.read()
+    except OSError as exc:
+        raise SystemExit(
+            f"package_lambdas: cannot get the RDS CA bundle ({source or RDS_BUNDLE_URL}): {exc}; "
+            f"download it and set {RDS_BUNDLE_ENV}=/path/to/global-bundle.pem"
+        ) from None
+    if b"-----BEGIN CERTIFICATE-----" not in body:
+        raise SystemExit(f"package_lambdas: {source or RDS_BUNDLE_URL} is not a PEM bundle")
+    return body, RDS_BUNDLE_ENTRY
+
+
 def metadata(version: str) -> tuple[bytes, str]:
     """A minimal dist-info so ``pgautodumper.__version__`` is right inside Lambda."""
     body = f"Metadata-Version: 2.1\nName: pgautodumper\nVersion: {version}\n".encode()
@@ -140,6 +167,7 @@ def build(arch: str, python_version: str, destination: Path = ARTIFACT) -> Path:
         *_files(REPO / "pgautodumper", REPO),
         *_files(REPO / "lambdas", REPO),
         metadata(version),
+        rds_bundle(),
     ]
     write_zip(entries, destination)
     check_size(destination)

@@ -62,10 +62,12 @@ class Checks:
 def terraform(workdir: Path, *args: str, timeout: int = 3600) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "TF_IN_AUTOMATION": "1", "TF_INPUT": "0", "CHECKPOINT_DISABLE": "1"}
     log(f"terraform {' '.join(args[:1])} ...")
+    started = time.monotonic()
     result = subprocess.run(
         ["terraform", *args, "-no-color"], cwd=workdir, env=env, capture_output=True,
         text=True, timeout=timeout, check=False,
     )  # fmt: skip
+    log(f"terraform {args[0]}: exit {result.returncode} after {time.monotonic() - started:.0f} s")
     if result.returncode != 0:
         sys.stderr.write(result.stdout[-6000:] + result.stderr[-6000:])
     return result

@@ -45,10 +45,16 @@ locals {
   # A task's log stream is <prefix>/<container name>/<task id> (the awslogs driver).
   task_log_stream_prefix = "task"
 
-  # The verify step runs a throwaway PostgreSQL: its data directory, HOME and
-  # TMPDIR live on this volume. The backup step streams and needs none.
+  # HOME and TMPDIR (task_image/Dockerfile) live on this volume, the only writable path.
+  # The verify step keeps its throwaway PostgreSQL there; the backup step streams and
+  # writes nothing but the CA file of ssl_root_cert (libpq reads sslrootcert from a file).
   scratch_volume = "scratch"
   scratch_path   = "/scratch"
+  scratch_mount = {
+    sourceVolume  = local.scratch_volume
+    containerPath = local.scratch_path
+    readOnly      = false
+  }
 
   container_base = {
     name                   = local.container_name
@@ -79,15 +85,11 @@ locals {
   task_definitions = {
     backup = merge(local.container_base, {
       command     = ["backup"]
-      mountPoints = []
+      mountPoints = [local.scratch_mount]
     })
     verify = merge(local.container_base, {
-      command = ["verify"]
-      mountPoints = [{
-        sourceVolume  = local.scratch_volume
-        containerPath = local.scratch_path
-        readOnly      = false
-      }]
+      command     = ["verify"]
+      mountPoints = [local.scratch_mount]
     })
   }
 }
@@ -109,11 +111,8 @@ resource "aws_ecs_task_definition" "this" {
     cpu_architecture        = var.task_cpu_architecture
   }
 
-  dynamic "volume" {
-    for_each = each.key == "verify" ? [local.scratch_volume] : []
-    content {
-      name = volume.value
-    }
+  volume {
+    name = local.scratch_volume
   }
 
   dynamic "ephemeral_storage" {

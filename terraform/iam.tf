@@ -152,8 +152,28 @@ data "aws_iam_policy_document" "lookup_secret" {
       condition {
         test     = "StringEquals"
         variable = "kms:ViaService"
-        values   = ["secretsmanager.${local.region}.${local.dns_suffix}"]
+        # An SSM SecureString CA (ssl_root_cert) is decrypted through SSM.
+        values = concat(
+          ["secretsmanager.${local.region}.${local.dns_suffix}"],
+          length(local.ca_cert_arns_by_service.ssm) > 0 ? ["ssm.${local.region}.${local.dns_suffix}"] : [],
+        )
       }
+    }
+  }
+}
+
+# The CA certificates of self-managed servers (databases[*].ssl_root_cert): read by the
+# preflight Lambda and the task, which connect with sslmode verify-ca/verify-full.
+data "aws_iam_policy_document" "read_ca_certs" {
+  dynamic "statement" {
+    for_each = {
+      for service, read in { secretsmanager = "secretsmanager:GetSecretValue", ssm = "ssm:GetParameter" } :
+      service => read if length(local.ca_cert_arns_by_service[service]) > 0
+    }
+    content {
+      sid       = "ReadCaCertificates${title(statement.key)}"
+      actions   = [statement.value]
+      resources = local.ca_cert_arns_by_service[statement.key]
     }
   }
 }
@@ -224,7 +244,7 @@ data "aws_iam_policy_document" "vault_read" {
 
 data "aws_iam_policy_document" "preflight" {
   source_policy_documents = concat(
-    [data.aws_iam_policy_document.lookup_secret.json],
+    [data.aws_iam_policy_document.lookup_secret.json, data.aws_iam_policy_document.read_ca_certs.json],
     [for name, document in data.aws_iam_policy_document.vault_read : document.json if name == "preflight"],
   )
 
@@ -547,7 +567,7 @@ resource "aws_iam_role_policy" "lambda" {
 
 data "aws_iam_policy_document" "task" {
   source_policy_documents = concat(
-    [data.aws_iam_policy_document.lookup_secret.json],
+    [data.aws_iam_policy_document.lookup_secret.json, data.aws_iam_policy_document.read_ca_certs.json],
     [for name, document in data.aws_iam_policy_document.vault_read : document.json if name == "task"],
   )
 

@@ -50,6 +50,12 @@ locals {
   bucket_arns        = concat([local.bucket_arn], local.vault_verify_arns)
 
   secret_arns = distinct([for db in values(var.databases) : db.secret_arn])
+  # The CAs of self-managed servers (databases[*].ssl_root_cert), by where they are kept.
+  ca_cert_arns = distinct(compact([for db in values(var.databases) : db.ssl_root_cert]))
+  ca_cert_arns_by_service = {
+    secretsmanager = [for arn in local.ca_cert_arns : arn if split(":", arn)[2] == "secretsmanager"]
+    ssm            = [for arn in local.ca_cert_arns : arn if split(":", arn)[2] == "ssm"]
+  }
 
   # Where the functions' EMF metrics go (POWERTOOLS_METRICS_NAMESPACE): the alarms and the
   # dashboard read them there.
@@ -69,6 +75,7 @@ locals {
       retention         = db.retention
       notify_on_success = db.notify_on_success
       sslmode           = db.sslmode
+      ssl_root_cert     = db.ssl_root_cert
       task              = db.task
       jobs              = db.jobs
       # One name everywhere: the request field, the task input and the CLI's --lock-wait-timeout.

@@ -28,6 +28,10 @@ variable "databases" {
     The databases to back up, keyed by backup name (the folder under the bucket prefix).
     secret_arn names a Secrets Manager secret in the RDS format (host, port, dbname,
     username, password); only its ARN ever travels through the workflow.
+    sslmode "require" (the default) encrypts but accepts any server certificate;
+    "verify-full" also authenticates the server (recommended): RDS and Aurora CAs are
+    built in, and a self-managed server names its CA in ssl_root_cert, the ARN of a
+    Secrets Manager secret or SSM parameter holding the PEM.
   EOT
   type = map(object({
     secret_arn          = string
@@ -37,6 +41,7 @@ variable "databases" {
     enable_verify       = optional(bool, true)
     notify_on_success   = optional(bool, false)
     sslmode             = optional(string, "require")
+    ssl_root_cert       = optional(string)
     alarm_window_hours  = optional(number)
     schedule_is_enabled = optional(bool, true)
     retention = optional(object({
@@ -109,6 +114,14 @@ variable "databases" {
       ]
     ]))
     error_message = "backup_schedule and verify_schedule must be EventBridge Scheduler expressions: cron(...), rate(...) or at(...)."
+  }
+
+  validation {
+    # Read by the preflight Lambda and the task (iam.tf, ReadCaCertificates).
+    condition = alltrue([
+      for db in values(var.databases) : db.ssl_root_cert == null || can(regex("^arn:aws[a-z-]*:(secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:|ssm:[a-z0-9-]+:[0-9]{12}:parameter/).+$", db.ssl_root_cert))
+    ])
+    error_message = "ssl_root_cert must be the full ARN of a Secrets Manager secret or an SSM parameter holding the CA certificate's PEM."
   }
 
   validation {

@@ -20,11 +20,13 @@ import pytest
 from pgautodumper import aws
 from pgautodumper.local.moto_server import MotoServer
 from pgautodumper.scratch import ThrowawayPostgres
+from tests import background
 
 REPO = Path(__file__).resolve().parent.parent
 BACKUP_ROLE = "pgad_backup"
-# Random per session: tests scan every output for it.
-BACKUP_PASSWORD = f"pw-{secrets.token_hex(12)}"
+# Random per session (a background child takes its parent's): tests scan every output for it.
+PASSWORD_ENV = "PGAUTODUMPER_TEST_PASSWORD"
+BACKUP_PASSWORD = os.environ.get(PASSWORD_ENV) or f"pw-{secrets.token_hex(12)}"
 
 
 @pytest.fixture(scope="session")
@@ -35,10 +37,11 @@ def pg() -> Iterator[ThrowawayPostgres]:
         server = ThrowawayPostgres.attach(Path(root), int(port))
     else:
         server = ThrowawayPostgres().start()
-    server.psql(
-        f"DROP ROLE IF EXISTS {BACKUP_ROLE}; "
-        f"CREATE ROLE {BACKUP_ROLE} LOGIN SUPERUSER PASSWORD '{BACKUP_PASSWORD}'"
-    )
+    if not background.in_child():  # the parent made the role, and still uses it
+        server.psql(
+            f"DROP ROLE IF EXISTS {BACKUP_ROLE}; "
+            f"CREATE ROLE {BACKUP_ROLE} LOGIN SUPERUSER PASSWORD '{BACKUP_PASSWORD}'"
+        )
     yield server
     server.stop()
 
@@ -74,6 +77,36 @@ def aws_environment(moto_server: str) -> Iterator[None]:
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
+
+
+@pytest.fixture(scope="session", autouse=True)
+def background_tests(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Start every selected ``background`` test in its child pytest (tests/background.py)."""
+    selected = [i for i in request.session.items if i.get_closest_marker(background.MARKER)]
+    if not selected or background.in_child():
+        yield
+        return
+    pg: ThrowawayPostgres = request.getfixturevalue("pg")
+    env = {
+        "PGAUTODUMPER_TEST_PG": f"{pg.root}:{pg.port}",
+        "PGAUTODUMPER_TEST_MOTO": request.getfixturevalue("moto_server"),
+        PASSWORD_ENV: BACKUP_PASSWORD,
+    }
+    for item in selected:
+        background.CHILDREN[item.nodeid] = background.Child.start(item.nodeid, REPO, env)
+    yield
+    for child in background.CHILDREN.values():
+        child.stop()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
+    """In the parent, a background test's body is its child's outcome."""
+    child = background.CHILDREN.get(pyfuncitem.nodeid)
+    if child is None:
+        return None
+    child.wait()
+    return True
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from datetime import datetime
 
 import click
 
-from pgautodumper import layout, task
+from pgautodumper import layout, task, tls
 from pgautodumper.backup import DEFAULT_LEVEL, DEFAULT_THREADS, BackupOptions, run_backup
 from pgautodumper.cli.options import (
     bucket_options,
@@ -105,6 +105,12 @@ def database_name(info: ConnectionInfo) -> str:
     help="Fail with LockTimeoutError (exit 15) when a table stays locked this long.",
 )
 @click.option(
+    "--ssl-root-cert",
+    metavar="ARN",
+    help="CA for sslmode verify-ca/verify-full: a Secrets Manager secret or SSM parameter "
+    "holding its PEM [default: the RDS/Aurora bundle, when installed].",
+)
+@click.option(
     "--stream-threshold-bytes",
     type=click.IntRange(1024 * 1024),
     default=DEFAULT_STREAM_THRESHOLD,
@@ -135,6 +141,7 @@ def command(
     part_size_bytes: int | None,
     jobs: int,
     lock_wait_timeout_seconds: int,
+    ssl_root_cert: str | None,
     stream_threshold_bytes: int,
     format_version: str,
     as_json: bool,
@@ -153,6 +160,8 @@ def command(
         if not bucket:
             raise UsageError("--bucket is required", hint="or set PGAUTODUMPER_BUCKET")
         info = connection_from(database_url, secret_arn, secret_version_id)
+        sslmode = info.params.get("sslmode") or os.environ.get("PGSSLMODE")
+        info = info.with_params(**tls.root_cert_params(sslmode, ssl_root_cert, info.params))
         keys = layout.backup_keys(prefix, name or database_name(info), started_at, run_id)
         task_input = TaskInput(
             bucket=bucket,
@@ -160,6 +169,7 @@ def command(
             run_id=keys.run_id,
             secret_arn=secret_arn,
             secret_version_id=secret_version_id,
+            ssl_root_cert=ssl_root_cert,
             pg_dump_major=pg_dump_major,
             part_size_bytes=part_size_bytes,
             jobs=jobs,

@@ -209,7 +209,7 @@ INSERT INTO public.whatx VALUES (6), (7);
 
 STEM_KEY = re.compile(
     r"^odd/\d{4}/\d{2}/\d{2}/\d{8}T\d{6}Z-[0-9a-f]+"
-    r"\.(schema\.dump\.zst|data\.dump\.zst|part-\d{5}\.copy\.zst|manifest\.json)$"
+    r"\.(schema\.dump\.zst|data\.dump\.zst|part-\d{5}\.copy\.zst|roles\.json\.zst|manifest\.json)$"
 )
 
 

@@ -12,8 +12,8 @@ from tests.conftest import BACKUP_PASSWORD
 
 
 def _recording_wrappers(directory: Path, log: Path) -> None:
-    """pg_dump/pg_restore on PATH that record their argv, then run the real tool."""
-    for name in ("pg_dump", "pg_restore"):
+    """pg_dump/pg_restore/psql on PATH that record their argv, then run the real tool."""
+    for name in ("pg_dump", "pg_restore", "psql"):
         real = installed(name)[-1].path
         wrapper = directory / name
         wrapper.write_text(f'#!/bin/sh\necho "{name} $*" >> "{log}"\nexec "{real}" "$@"\n')
@@ -26,13 +26,28 @@ def test_password_stays_out_of_argv_output_and_objects(
     log = tmp_path / "argv.log"
     _recording_wrappers(tmp_path, log)
     env = {"PATH": f"{tmp_path}{os.pathsep}{os.environ['PATH']}"}
-    source = make_database("CREATE TABLE secrets_table AS SELECT 'not a secret' AS v")
+    source = make_database(
+        "CREATE TABLE secrets_table AS SELECT 'not a secret ' || g AS v"
+        " FROM generate_series(1, 40000) g"
+    )
     target = make_database()
     scratch = pg.url("pgad_backup", BACKUP_PASSWORD, "postgres")
 
     latest = ("--bucket", bucket, "--latest", "--name", "s")
     runs = [
-        cli("backup", "--database-url", source, "--bucket", bucket, "--name", "s", env=env),
+        # 2 MiB of rows over a 1 MiB threshold: psql workers copy it, and their argv is logged
+        cli(
+            "backup",
+            "--database-url",
+            source,
+            "--bucket",
+            bucket,
+            "--name",
+            "s",
+            "--stream-threshold-bytes",
+            str(1024 * 1024),
+            env=env,
+        ),
         cli("restore", *latest, "--database-url", target, env=env),
         cli("verify", *latest, "--scratch-url", scratch, env=env),
         cli("list", "--bucket", bucket, "--name", "s", "--all", "--json", env=env),
@@ -42,7 +57,10 @@ def test_password_stays_out_of_argv_output_and_objects(
 
     assert [r.returncode for r in runs] == [0, 0, 0, 0, 14]
     argv = log.read_text()
-    assert "pg_dump --format=custom" in argv and "pg_restore --exit-on-error" in argv
+    lines = argv.splitlines()
+    for tool, flag in (("pg_dump", "--format=custom"), ("pg_restore", "--exit-on-error")):
+        assert any(line.startswith(tool) and flag in line for line in lines), argv
+    assert any(line.startswith("psql") for line in lines), "format 2 copies with psql"
     assert BACKUP_PASSWORD not in argv
     for run in runs:
         assert BACKUP_PASSWORD not in run.stdout + run.stderr

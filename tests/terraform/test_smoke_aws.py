@@ -52,6 +52,7 @@ def test_makefile_runs_the_smoke_script() -> None:
     assert "scripts/smoke_aws.py" in result.stdout
 
 
+@pytest.mark.background  # two minutes of Terraform polling moto: alongside the rest
 def test_smoke_aws_against_the_emulator(
     terraform: Terraform, make_database, tmp_path: Path
 ) -> None:

@@ -930,3 +930,23 @@ def test_the_vault_schedule_sends_a_verify_only_request(scale_plan: dict) -> Non
             assert request["verify"] is name.endswith("-verify"), name
         threshold = 1048576 if database == "k" + "x" * 56 else 67108864
         assert request["stream_threshold_bytes"] == threshold, name
+
+
+SCALE_CA_SECRET = "arn:aws:secretsmanager:eu-central-1:123456789012:secret:pgautodumper/ca-AbCdEf"
+SCALE_CA_PARAMETER = "arn:aws:ssm:eu-central-1:123456789012:parameter/pgautodumper/ca"
+
+
+def test_only_the_roles_that_connect_read_the_ca_certificates(
+    role_policies: dict[str, dict], scale_plan: dict
+) -> None:
+    for role, policy in role_policies.items():
+        connects = role in ("preflight", "task")
+        assert _allowed(policy, "secretsmanager:GetSecretValue", SCALE_CA_SECRET) == connects, role
+        assert _allowed(policy, "ssm:GetParameter", SCALE_CA_PARAMETER) == connects, role
+    # and the schedules send the ARN the task and preflight read
+    requests = [
+        json.loads(change["change"]["after"]["target"][0]["input"])
+        for change in scale_plan["resource_changes"]
+        if change["type"] == "aws_scheduler_schedule"
+    ]
+    assert {r.get("ssl_root_cert") for r in requests} == {SCALE_CA_SECRET, SCALE_CA_PARAMETER, None}

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from pgautodumper import tls
 from tests.conftest import REPO
 
 spec = importlib.util.spec_from_file_location(
@@ -45,6 +46,31 @@ def test_zip_is_byte_for_byte_reproducible(tmp_path):
     names = [i.filename for i in zipfile.ZipFile(first).infolist()]
     assert names == ["pkg/a.py", "pkg/b.py"]
     assert all(i.date_time == (1980, 1, 1, 0, 0, 0) for i in zipfile.ZipFile(first).infolist())
+
+
+PEM = b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+
+
+def test_the_rds_bundle_ships_where_pgautodumper_tls_looks(tmp_path, monkeypatch):
+    bundle = tmp_path / "global-bundle.pem"
+    bundle.write_bytes(PEM)
+    monkeypatch.setenv("RDS_CA_BUNDLE", str(bundle))
+    body, entry = package_lambdas.rds_bundle()
+    assert body == PEM
+    # pgautodumper/tls.py's first candidate, relative to the zip's root
+    assert REPO / entry == tls.BUNDLE_PATHS[0]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"), [(None, "cannot get the RDS CA bundle"), (b"<html>", "not a PEM")]
+)
+def test_a_missing_or_wrong_rds_bundle_stops_the_build(tmp_path, monkeypatch, content, message):
+    bundle = tmp_path / "global-bundle.pem"
+    if content is not None:
+        bundle.write_bytes(content)
+    monkeypatch.setenv("RDS_CA_BUNDLE", str(bundle))
+    with pytest.raises(SystemExit, match=message):
+        package_lambdas.rds_bundle()
 
 
 def test_requirements_ship_the_aws_sdk_pinned_to_a_recent_botocore():

@@ -32,11 +32,15 @@ provider "aws" {
 }
 
 locals {
-  name_prefix = "pgautodumper-scale-limits-abcdef" # 32 characters: the longest allowed
+  name_prefix = "pgautodumper-scale-limits-abcdef"         # 32 characters: the longest allowed
   longest_key = "k${join("", [for i in range(56) : "x"])}" # 57 characters: the longest allowed
   # A secret ARN of exactly 280 characters (the longest allowed).
   arn_head = "arn:aws:secretsmanager:eu-central-1:123456789012:secret:"
-  names    = concat([local.longest_key], [for i in range(99) : format("database-%03d-with-a-fairly-long-name", i)])
+  ca_certs = {
+    "database-000-with-a-fairly-long-name" = "arn:aws:secretsmanager:eu-central-1:123456789012:secret:pgautodumper/ca-AbCdEf"
+    "database-001-with-a-fairly-long-name" = "arn:aws:ssm:eu-central-1:123456789012:parameter/pgautodumper/ca"
+  }
+  names = concat([local.longest_key], [for i in range(99) : format("database-%03d-with-a-fairly-long-name", i)])
   databases = {
     for name in local.names : name => {
       secret_arn      = "${local.arn_head}${substr("${name}-${join("", [for i in range(280) : "s"])}", 0, 280 - length(local.arn_head) - 7)}-AbCdEf"
@@ -44,6 +48,9 @@ locals {
       # One database with its own alarm window (the dashboard's annotation follows it).
       alarm_window_hours     = name == local.longest_key ? 50 : null
       stream_threshold_bytes = name == local.longest_key ? 1048576 : null
+      # Self-managed servers with their own CA, one kept in each place it may be.
+      sslmode       = "verify-full"
+      ssl_root_cert = lookup(local.ca_certs, name, null)
     }
   }
 }
