@@ -7,8 +7,8 @@ same round (backup: `pg_dump -Fc -Z0 > /dev/null`, the single-stream source
 limit; restore: `pg_restore -j2` from a local file), and the tables give
 medians of BENCH_ROUNDS (default 3). Peak RSS is the measured process's own
 (os.wait4); the moto server, which joins parts in memory, is not counted.
-Restores go into a fresh empty database each time (created and dropped
-outside the timing).
+Restores go into a fresh empty database each time, created (and the previous
+one dropped, and a CHECKPOINT run) outside the timing.
 """
 
 from __future__ import annotations
@@ -152,10 +152,14 @@ class Bench:
     # -- restore ------------------------------------------------------------------
 
     def fresh_target(self) -> str:
+        """An empty database, after the previous contender's is dropped and its writes are
+        flushed: every restore starts from the same state."""
+        if self._targets:
+            self.pg.psql(f"DROP DATABASE IF EXISTS target_{self._targets}")
         self._targets += 1
         name = f"target_{self._targets}"
-        self.pg.psql(f"DROP DATABASE IF EXISTS {name}")
         self.pg.psql(f"CREATE DATABASE {name} TEMPLATE template0")
+        self.pg.psql("CHECKPOINT")
         return name
 
     def restores(self) -> dict[str, Callable[[int], Result]]:

@@ -189,6 +189,12 @@ class ManifestV2(BaseModel):
     def row_counts(self) -> dict[str, int]:
         return {t.qualified: t.rows for t in self.tables}
 
+    def table_names(self) -> set[tuple[str, str]]:
+        """(schema, table) of every table the backup holds, counted or not."""
+        return {(r.schema_name, r.table) for r in self.relations} | {
+            (t.schema_name, t.table) for t in self.tables
+        }
+
 
 AnyManifest = Annotated[Manifest | ManifestV2, Field(discriminator="format_version")]
 _ANY_MANIFEST: TypeAdapter[Manifest | ManifestV2] = TypeAdapter(AnyManifest)

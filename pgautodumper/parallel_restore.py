@@ -12,9 +12,12 @@
                         --jobs loaders, parts largest first: S3 → sha256 + size → zstd →
                           COPY t (columns) FROM STDIN in a transaction of its own,
                           committed only once the part matched the manifest and COPY's
-                          row count equals the part's (loader.py)
-    3. post-data        pg_restore -j JOBS --section=post-data FILE: indexes,
-                        constraints, triggers, policies, materialized view data
+                          row count equals the part's (loader.py); the loader that
+                          commits a table's last part builds that table's own indexes
+                          and keys (table_indexes.py)
+    3. post-data        pg_restore -j JOBS --section=post-data FILE: the other indexes,
+                        constraints, foreign keys, triggers, policies, materialized
+                        view data
     4. [--analyze]      ANALYZE
 
 Any failure stops everything: the other loaders' queries are cancelled (their
@@ -46,7 +49,9 @@ process's.
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import functools
 import logging
 import os
 import subprocess
@@ -62,7 +67,7 @@ import psycopg
 from psycopg import sql
 from pydantic import BaseModel, Field
 
-from pgautodumper import checked, loader, selection, toc
+from pgautodumper import checked, loader, selection, table_indexes, toc
 from pgautodumper.checked import CheckedObject
 from pgautodumper.child import ToolProcess
 from pgautodumper.connection import ConnectionInfo, connect, restore_settings
@@ -179,11 +184,54 @@ class _Stop:
             raise loader.Cancelled()
 
 
+class _Parts:
+    """The parts still to load, handed out to the loaders; which tables are complete."""
+
+    def __init__(self, parts: list[TablePart]) -> None:
+        self._queue = sorted(parts, key=lambda p: p.raw_bytes, reverse=True)
+        self._left = collections.Counter((p.schema_name, p.table) for p in parts)
+        self._loading: collections.Counter[selection.Name] = collections.Counter()
+        self._lock = threading.Lock()
+        self.rows = 0
+
+    def take(self, stop: threading.Event) -> TablePart | None:
+        """The largest part of a table no other loader is filling, else the largest.
+
+        Concurrent COPYs into one table contend for its extension lock, and a table
+        filled by one loader at a time completes sooner: its indexes then build
+        while other tables still load.
+        """
+        with self._lock:
+            if not self._queue or stop.is_set():
+                return None
+            part = next((p for p in self._queue if not self._loading[_table(p)]), self._queue[0])
+            self._queue.remove(part)
+            self._loading[_table(part)] += 1
+            return part
+
+    def skipped(self, part: TablePart) -> None:
+        with self._lock:
+            self._loading[_table(part)] -= 1
+
+    def loaded(self, part: TablePart, rows: int) -> bool:
+        """Count a committed part; whether it was its table's last."""
+        with self._lock:
+            self.rows += rows
+            self._loading[_table(part)] -= 1
+            self._left[_table(part)] -= 1
+            return not self._left[_table(part)]
+
+
+def _table(part: TablePart) -> selection.Name:
+    return part.schema_name, part.table
+
+
 @dataclass
 class _Scope:
     """What one restore takes from the backup: all of it, or what -L lists keep."""
 
     parts: list[TablePart]
+    schema_entries: list[toc.Entry]  # what the schema archive restores, in TOC order
     schema_list: Path | None = None
     data_list: Path | None = None
     with_data_archive: bool = True
@@ -211,15 +259,23 @@ class _Restore:
         found = self.inspect_target()
         schema_file = self.fetch_schema_archive()
         encoding = toc.encoding(self.pg_restore, schema_file, self.env, self.workdir / "none.list")
-        scope = self.scope(schema_file, found)
+        scope = self.scope(toc.read(self.pg_restore, schema_file, self.env), found)
         if self.request.clean:
             self.drop(schema_file, scope.schema_list)
         started = time.monotonic()
         self.pg_restore_file(schema_file, "pre-data", scope.schema_list)
         defined = time.monotonic()
-        rows = self.load_data(scope, encoding)
+        early = table_indexes.own_indexes(
+            scope.schema_entries, scope.parts, self.manifest.table_names()
+        )
+        rows = self.load_data(scope, encoding, functools.partial(self.build, schema_file, early))
         loaded = time.monotonic()
-        self.pg_restore_file(schema_file, "post-data", scope.schema_list, jobs=self.request.jobs)
+        built = {e.dump_id for entries in early.values() for e in entries}
+        rest = [e for e in scope.schema_entries if e.dump_id not in built]
+        rest_list = toc.write_list(self.workdir / "post-data.list", rest) if built else None
+        self.pg_restore_file(
+            schema_file, "post-data", rest_list or scope.schema_list, jobs=self.request.jobs
+        )
         phases = {
             "pre-data": round(defined - started, 3),
             "data": round(loaded - defined, 3),
@@ -252,12 +308,12 @@ class _Restore:
         self.env = self.target.libpq_env(settings=restore_settings(found.server_version_num))
         return found
 
-    def scope(self, schema_file: Path, found: _Target) -> _Scope:
+    def scope(self, schema_toc: list[toc.Entry], found: _Target) -> _Scope:
         """Everything, or the named tables' entries and parts (refused if they exist)."""
         if not self.request.partial:
-            return _Scope(parts=list(self.manifest.parts))
+            return _Scope(parts=list(self.manifest.parts), schema_entries=schema_toc)
         choice = selection.select(
-            self.manifest, toc.read(self.pg_restore, schema_file, self.env),
+            self.manifest, schema_toc,
             tables=self.request.tables, schemas=self.request.schemas,
             existing=found.relations, existing_schemas=found.schemas,
         )  # fmt: skip
@@ -266,6 +322,7 @@ class _Restore:
         data_entries = choice.data_entries(self.read_data_toc())
         return _Scope(
             parts=choice.parts,
+            schema_entries=choice.schema_entries,
             schema_list=toc.write_list(self.workdir / "schema.list", choice.schema_entries),
             data_list=toc.write_list(self.workdir / "data.list", data_entries),
             with_data_archive=bool(data_entries),
@@ -315,18 +372,24 @@ class _Restore:
             )
 
     def pg_restore_file(
-        self, archive: Path, section: str, selected: Path | None, *, jobs: int = 1
-    ) -> None:
+        self, archive: Path, section: str, selected: Path | None, *, jobs: int = 1,
+        stop: _Stop | None = None, what: str = "",
+    ) -> None:  # fmt: skip
         argv = self._argv(section, selected)
         if jobs > 1:
             argv.append(f"--jobs={jobs}")
         process = ToolProcess([*argv, str(archive)], self.env, secrets=self.secrets)
+        if stop is not None:
+            stop.add_process(process)
         code = process.wait()
+        what = what or section
+        if code != 0 and stop is not None and stop.event.is_set():
+            raise loader.Cancelled()
         if code != 0 and self.request.tolerant:
-            log.warning("restore (%s) went on past errors: %s", section, process.failure())
+            log.warning("restore (%s) went on past errors: %s", what, process.failure())
         elif code != 0:
             raise RestoreFailedError(
-                f"restore of {self.manifest.dump_key} ({section}) into {self.dbname} failed: "
+                f"restore of {self.manifest.dump_key} ({what}) into {self.dbname} failed: "
                 f"{process.failure()}",
                 hint=_INCOMPLETE,
             )
@@ -351,43 +414,54 @@ class _Restore:
             source.close()
         return entries
 
-    def load_data(self, scope: _Scope, encoding: str) -> int:
-        """The remaining-data archive and the parts, in parallel; the first failure wins."""
+    def build(
+        self, schema_file: Path, early: dict[selection.Name, list[toc.Entry]],
+        table: selection.Name, stop: _Stop,
+    ) -> None:  # fmt: skip
+        """A loaded table's own indexes and keys (table_indexes.py), if it has any."""
+        if not (entries := early.get(table)):
+            return
+        listed = toc.write_list(self.workdir / f"indexes-{entries[0].dump_id}.list", entries)
+        what = f"indexes of {table[0]}.{table[1]}"
+        self.pg_restore_file(schema_file, "post-data", listed, stop=stop, what=what)
+
+    def load_data(
+        self, scope: _Scope, encoding: str, loaded: Callable[[selection.Name, _Stop], None]
+    ) -> int:
+        """The remaining-data archive and the parts, in parallel; the first failure wins.
+
+        ``loaded(table, stop)`` runs in the loader that committed a table's last part.
+        """
         stop = _Stop()
         numbers = {id(p): n for n, p in enumerate(self.manifest.parts, 1)}
-        queue = sorted(scope.parts, key=lambda p: p.raw_bytes, reverse=True)
+        parts = _Parts(scope.parts)
         with_archive, data_list = scope.with_data_archive, scope.data_list
-        lock = threading.Lock()
-        rows = [0]
-
-        def next_part() -> TablePart | None:
-            with lock:
-                return queue.pop(0) if queue and not stop.event.is_set() else None
 
         def loader_job() -> None:
             with connect(self.target, writable=True) as conn, stop.watching(conn):
                 conn.execute(
                     "SELECT pg_catalog.set_config('client_encoding', %s, false)", [encoding]
                 )
-                while (part := next_part()) is not None:
+                while (part := parts.take(stop.event)) is not None:
                     what = f"part {numbers[id(part)]} of table {part.qualified}"
                     if self.request.tolerant and not _exists(conn, part):
                         log.warning("%s not loaded: its table was not restored", what)
+                        parts.skipped(part)
                         continue
-                    loaded = loader.load_part(
+                    count = loader.load_part(
                         conn, self.target, self.bucket, part, what=what, stop=stop.event
                     )
-                    with lock:
-                        rows[0] += loaded
+                    if parts.loaded(part, count):
+                        loaded((part.schema_name, part.table), stop)
 
         jobs: list[Callable[[], None]] = []
         if with_archive and data_list is None:
             jobs.append(lambda: self.restore_data_archive(stop))
         elif with_archive:
             jobs.append(lambda: self.restore_data_selection(data_list, stop))
-        jobs += [loader_job] * min(self.request.jobs, len(queue))
+        jobs += [loader_job] * min(self.request.jobs, len(scope.parts))
         log.info(
-            "restore %s: %d part(s) by %d loader(s)%s", self.manifest.dump_key, len(queue),
+            "restore %s: %d part(s) by %d loader(s)%s", self.manifest.dump_key, len(scope.parts),
             len(jobs) - with_archive, ", the remaining-data archive by pg_restore" * with_archive,
         )  # fmt: skip
         if not jobs:
@@ -401,7 +475,7 @@ class _Restore:
                 raise
         if stop.error is not None:
             raise stop.error
-        return rows[0]
+        return parts.rows
 
     def restore_data_archive(self, stop: _Stop) -> None:
         """The whole remaining-data archive, streamed into pg_restore."""

@@ -143,9 +143,7 @@ def select(
 ) -> Selection:
     """The entries and parts that restore ``tables`` and ``schemas`` into a target
     whose relations are ``existing``."""
-    known = {(r.schema_name, r.table) for r in manifest.relations} | {
-        (t.schema_name, t.table) for t in manifest.tables
-    }
+    known = manifest.table_names()
     wanted = _wanted(known, schema_toc, tables, schemas)
     table_of = _table_names(schema_toc, known, wanted)
     chosen: set[int] = {e.dump_id for e in schema_toc if table_of.get(e.dump_id) in wanted}

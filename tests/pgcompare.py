@@ -25,7 +25,15 @@ _OBJECT_COUNTS = {
     "comments": "SELECT count(*) FROM pg_description d WHERE d.objoid >= 16384",
     "extensions": "SELECT extname FROM pg_extension ORDER BY 1",
     "schemas": "SELECT nspname FROM pg_namespace ORDER BY 1",
-    "indexes": "SELECT indexname FROM pg_indexes WHERE schemaname NOT IN ('pg_catalog') ORDER BY 1",
+    # Definitions and validity: a partition's index built before its parent's must end
+    # attached, and the parent's valid.
+    "indexes": "SELECT c.relname, pg_get_indexdef(i.indexrelid), i.indisvalid FROM pg_index i"
+    " JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace"
+    " WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')"
+    " AND n.nspname NOT LIKE 'pg_toast%' ORDER BY 1, 2",
+    "constraints": "SELECT c.conrelid::regclass::text, c.conname, pg_get_constraintdef(c.oid),"
+    " c.convalidated FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace"
+    " WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1, 2, 3",
     "sequences": "SELECT schemaname, sequencename, last_value FROM pg_sequences ORDER BY 1, 2",
     "large_objects": "SELECT md5(lo_get(oid)) FROM pg_largeobject_metadata ORDER BY 1",
 }

@@ -19,20 +19,47 @@ import click
 from pgautodumper import __version__
 from pgautodumper.errors import Interrupted, PgautodumperError, UnexpectedError, UsageError
 
-_COMMANDS = (
-    "backup",
-    "restore",
-    "export",
-    "verify",
-    "list",
-    "status",
-    "preflight",
-    "prune",
-    "local_run",
+# Each verb's module and its one-line summary (the first line of its docstring;
+# tests/unit/test_cli_startup.py keeps them equal). A verb's module is imported
+# only when that verb runs: boto3, psycopg and pydantic cost 0.5 s of start-up
+# that --help and --version must not pay.
+COMMANDS = {
+    "backup": "Dump a database to S3: parallel COPY streams and pg_dump, zstd, manifest last.",
+    "restore": "Restore a backup, checking every object's sha256 while streaming.",
+    "export": "Write a backup (either format) to stdout as plain SQL, like pg_dump --format=plain.",
+    "verify": "Prove a backup restores: row counts must equal the manifest's.",
+    "list": "Complete backups of NAME (with --all, incomplete leftovers too).",
+    "status": "One row per backup name: last backup, last verify, size trend, state.",
+    "preflight": "Check that a scheduled backup of this database would work.",
+    "prune": "Delete the backups of NAME that no keep rule keeps (GFS, as restic defines it).",
+    "local-run": "Run the real state machine, Lambdas and dump task locally (moto, no Docker).",
+}
+
+
+class _LazyGroup(click.Group):
+    """Lists the verbs from COMMANDS; imports a verb's module only to run it."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS:
+            return None
+        module = importlib.import_module(f"pgautodumper.cli.{cmd_name.replace('-', '_')}")
+        return module.command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        limit = formatter.width - 6 - max(len(name) for name in COMMANDS)
+        rows = [(name, click.utils.make_default_short_help(summary, limit))
+                for name, summary in COMMANDS.items()]  # fmt: skip
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(
+    cls=_LazyGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--debug", is_flag=True, envvar="PGAUTODUMPER_DEBUG", help="Show tracebacks.")
 @click.option("-q", "--quiet", is_flag=True, help="Only errors on stderr.")
 @click.version_option(__version__, prog_name="pgautodumper")
@@ -50,11 +77,6 @@ def cli(debug: bool, quiet: bool) -> None:
     )
     for noisy in ("botocore", "boto3", "urllib3", "s3transfer"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-
-
-for _module in _COMMANDS:
-    _command = importlib.import_module(f"pgautodumper.cli.{_module}").command
-    cli.add_command(_command)
 
 
 class _Terminated(BaseException):

@@ -6,19 +6,15 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 
 import pytest
 
-from pgautodumper.scratch import ThrowawayPostgres
 from tests.conftest import BACKUP_PASSWORD, run_cli
 from tests.integration.format2 import (
     DATA,
     Databases,
     backup,
     contents,
-    create_bucket,
-    databases,
     differences,
 )
 
@@ -26,19 +22,8 @@ RICH_SQL = (DATA / "rich.sql").read_text()
 
 
 @pytest.fixture(scope="module")
-def dbs(pg: ThrowawayPostgres) -> Iterator[Databases]:
-    with databases(pg) as created:
-        yield created
-
-
-@pytest.fixture(scope="module")
 def source(dbs: Databases) -> str:
     return dbs.create(RICH_SQL)
-
-
-@pytest.fixture(scope="module")
-def bucket_name() -> str:
-    return create_bucket()
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,6 @@ from tests.integration.format2 import (
     Databases,
     backup,
     contents,
-    create_bucket,
     databases,
     differences,
     fixture_extension,
@@ -43,11 +42,6 @@ def dbs(pg: ThrowawayPostgres) -> Iterator[Databases]:
 @pytest.fixture(scope="module")
 def source(dbs: Databases) -> str:
     return dbs.create(FIDELITY_SQL + EXTENSION_SQL)
-
-
-@pytest.fixture(scope="module")
-def bucket_name() -> str:
-    return create_bucket()
 
 
 @pytest.fixture(scope="module")

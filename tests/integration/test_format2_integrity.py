@@ -11,13 +11,10 @@ from contextlib import contextmanager
 import psycopg
 import pytest
 
-from pgautodumper.scratch import ThrowawayPostgres
 from tests.conftest import BACKUP_PASSWORD, run_cli
 from tests.integration.format2 import (
     Databases,
     backup,
-    create_bucket,
-    databases,
     schema_key,
 )
 
@@ -32,19 +29,8 @@ INSERT INTO small SELECT generate_series(1, 100);
 
 
 @pytest.fixture(scope="module")
-def dbs(pg: ThrowawayPostgres) -> Iterator[Databases]:
-    with databases(pg) as created:
-        yield created
-
-
-@pytest.fixture(scope="module")
 def source(dbs: Databases) -> str:
     return dbs.create(SQL)
-
-
-@pytest.fixture(scope="module")
-def bucket_name() -> str:
-    return create_bucket()
 
 
 @pytest.fixture(scope="module")

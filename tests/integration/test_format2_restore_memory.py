@@ -13,13 +13,10 @@ import os
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
 
 import psycopg
-import pytest
 
-from pgautodumper.scratch import ThrowawayPostgres
-from tests.integration.format2 import Databases, backup, create_bucket, databases, schema_key
+from tests.integration.format2 import backup, create_bucket, schema_key
 
 MiB = 1024 * 1024
 JOBS = 2
@@ -37,12 +34,6 @@ _, status, usage = os.wait4(pid, 0)
 with open(sys.argv[1], "w") as report:
     report.write(f"{usage.ru_maxrss} {os.waitstatus_to_exitcode(status)}")
 """
-
-
-@pytest.fixture(scope="module")
-def dbs(pg: ThrowawayPostgres) -> Iterator[Databases]:
-    with databases(pg) as created:
-        yield created
 
 
 def _fill(url: str, megabytes: int) -> None:

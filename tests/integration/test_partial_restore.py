@@ -4,19 +4,15 @@ database that holds everything else."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import psycopg
 import pytest
 
-from pgautodumper.scratch import ThrowawayPostgres
 from tests.conftest import BACKUP_PASSWORD, run_cli
 from tests.integration.format2 import (
     Databases,
     backup,
     contents,
-    create_bucket,
-    databases,
     differences,
     schema_key,
 )
@@ -83,19 +79,8 @@ SELECT conrelid::regclass::text, conname, confrelid::regclass::text, convalidate
 
 
 @pytest.fixture(scope="module")
-def dbs(pg: ThrowawayPostgres) -> Iterator[Databases]:
-    with databases(pg) as created:
-        yield created
-
-
-@pytest.fixture(scope="module")
 def source(dbs: Databases) -> str:
     return dbs.create(SQL)
-
-
-@pytest.fixture(scope="module")
-def bucket_name() -> str:
-    return create_bucket()
 
 
 @pytest.fixture(scope="module")
