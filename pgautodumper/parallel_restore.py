@@ -452,7 +452,7 @@ class _Restore:
                         conn, self.target, self.bucket, part, what=what, stop=stop.event
                     )
                     if parts.loaded(part, count):
-                        loaded((part.schema_name, part.table), stop)
+                        loaded(_table(part), stop)
 
         jobs: list[Callable[[], None]] = []
         if with_archive and data_list is None:
