@@ -189,7 +189,7 @@ class _Parts:
 
     def __init__(self, parts: list[TablePart]) -> None:
         self._queue = sorted(parts, key=lambda p: p.raw_bytes, reverse=True)
-        self._left = collections.Counter((p.schema_name, p.table) for p in parts)
+        self._left = collections.Counter(_table(p) for p in parts)
         self._loading: collections.Counter[selection.Name] = collections.Counter()
         self._lock = threading.Lock()
         self.rows = 0

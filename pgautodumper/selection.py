@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 from pgautodumper.errors import UsageError
 from pgautodumper.manifest import ManifestV2, TablePart
-from pgautodumper.toc import Entry, printed
+from pgautodumper.toc import RELATION_KINDS, Entry, printed
 
 # Entries that belong to a table (or to something of the table's) rather than stand alone.
 _ATTACHED = {
@@ -38,7 +38,6 @@ _ATTACHED = {
     "SEQUENCE", "SEQUENCE OWNED BY", "STATISTICS", "STATISTICS DATA", "TABLE ATTACH",
     "TRIGGER", "MATERIALIZED VIEW DATA",
 }  # fmt: skip
-_RELATIONS = {"TABLE", "FOREIGN TABLE", "VIEW", "MATERIALIZED VIEW"}
 # Entries owned by one table: they exist when their table does.
 _OF_A_TABLE = {"CONSTRAINT", "CHECK CONSTRAINT", "FK CONSTRAINT", "INDEX", "TRIGGER", "RULE"}
 
@@ -200,13 +199,13 @@ def _attached(
     chosen = set(chosen)
 
     def relation(dep: int) -> bool:
-        return dep in by_id and by_id[dep].kind in _RELATIONS
+        return dep in by_id and by_id[dep].kind in RELATION_KINDS
 
     def available(dep: int) -> bool:
         entry = by_id.get(dep)
         if entry is None or dep in chosen:
             return True
-        if entry.kind in _RELATIONS:
+        if entry.kind in RELATION_KINDS:
             name = table_of.get(dep)
             return name is not None and name not in restored and name in existing
         if entry.kind in _OF_A_TABLE:  # exists if its table does
@@ -235,7 +234,7 @@ def _table_names(schema_toc: list[Entry], known: set[Name], wanted: set[Name]) -
     """
     names: dict[int, Name] = {}
     for entry in schema_toc:
-        if entry.kind not in _RELATIONS:
+        if entry.kind not in RELATION_KINDS:
             continue
         matches = [n for n in known if entry.names(*n)]
         if len(matches) == 1:

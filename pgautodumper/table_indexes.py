@@ -21,10 +21,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from pgautodumper.manifest import TablePart
-from pgautodumper.toc import Entry
+from pgautodumper.selection import Name
+from pgautodumper.toc import RELATION_KINDS, Entry
 
 OWN_KINDS = {"INDEX", "CONSTRAINT"}
-_RELATIONS = {"TABLE", "FOREIGN TABLE", "VIEW", "MATERIALIZED VIEW"}
 # What a table's own entry may not wait for: entries restored after the data that
 # are not indexes or keys. (A partition's index depends on its partitioned
 # parent's, which post-data creates later: PostgreSQL lets the partition's come
@@ -33,8 +33,6 @@ _LATER = {
     "MATERIALIZED VIEW DATA", "INDEX ATTACH", "FK CONSTRAINT", "TRIGGER", "EVENT TRIGGER",
     "RULE", "POLICY", "ROW SECURITY", "STATISTICS", "TABLE DATA", "SEQUENCE SET",
 }  # fmt: skip
-
-Name = tuple[str, str]
 
 
 def own_indexes(
@@ -60,7 +58,7 @@ def own_indexes(
         if entry.kind not in OWN_KINDS:
             continue
         kinds = [by_id[d].kind if d in by_id else None for d in entry.deps]
-        tables = {d for d, kind in zip(entry.deps, kinds, strict=True) if kind in _RELATIONS}
+        tables = {d for d, kind in zip(entry.deps, kinds, strict=True) if kind in RELATION_KINDS}
         if len(tables) != 1 or (table := tables.pop()) not in table_of:
             continue
         if not any(kind is None or kind in _LATER for kind in kinds):

@@ -47,6 +47,8 @@ _KINDS = sorted(
     key=len,
     reverse=True,
 )  # fmt: skip
+# Entries that define a relation (what other entries hang off).
+RELATION_KINDS = {"TABLE", "FOREIGN TABLE", "VIEW", "MATERIALIZED VIEW"}
 _ENTRY = re.compile(r"^(\d+); (\d+) (\d+) (.*)$")
 _DEPENDS = re.compile(r"^;\s*depends on:([\d ]*)$")
 _ENCODING = re.compile(r"^SET client_encoding = '([^']+)';$", re.MULTILINE)

@@ -162,6 +162,22 @@ data "aws_iam_policy_document" "lookup_secret" {
   }
 }
 
+# Every role that reads a key which may be absent (the lock, a manifest, a verdict) lists
+# the module's prefixes: without s3:ListBucket S3 answers 403, not 404, for a missing key
+# (https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html, "Permissions").
+data "aws_iam_policy_document" "list_backups" {
+  statement {
+    sid       = "ListBackups"
+    actions   = ["s3:ListBucket"]
+    resources = [local.bucket_arn]
+    condition {
+      test     = "StringLike"
+      variable = "s3:prefix"
+      values   = local.list_prefixes
+    }
+  }
+}
+
 # The CA certificates of self-managed servers (databases[*].ssl_root_cert): read by the
 # preflight Lambda and the task, which connect with sslmode verify-ca/verify-full.
 data "aws_iam_policy_document" "read_ca_certs" {
@@ -245,6 +261,7 @@ data "aws_iam_policy_document" "vault_read" {
 data "aws_iam_policy_document" "preflight" {
   source_policy_documents = concat(
     [data.aws_iam_policy_document.lookup_secret.json, data.aws_iam_policy_document.read_ca_certs.json],
+    [data.aws_iam_policy_document.list_backups.json],
     [for name, document in data.aws_iam_policy_document.vault_read : document.json if name == "preflight"],
   )
 
@@ -259,19 +276,6 @@ data "aws_iam_policy_document" "preflight" {
     sid       = "ReadManifests"
     actions   = ["s3:GetObject"]
     resources = [local.manifests_arn]
-  }
-
-  # The lock may be absent: without ListBucket S3 answers 403, not 404, for a missing key
-  # (https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html, "Permissions").
-  statement {
-    sid       = "ListBackups"
-    actions   = ["s3:ListBucket"]
-    resources = [local.bucket_arn]
-    condition {
-      test     = "StringLike"
-      variable = "s3:prefix"
-      values   = local.list_prefixes
-    }
   }
 
   statement {
@@ -324,21 +328,12 @@ data "aws_iam_policy_document" "preflight" {
 # Record reads the manifest of the backup just taken (mode "backup": the module's own
 # bucket only).
 data "aws_iam_policy_document" "record" {
+  source_policy_documents = [data.aws_iam_policy_document.list_backups.json]
+
   statement {
     sid       = "ReadManifests"
     actions   = ["s3:GetObject"]
     resources = [local.backups_arn]
-  }
-
-  statement {
-    sid       = "ListBackups"
-    actions   = ["s3:ListBucket"]
-    resources = [local.bucket_arn]
-    condition {
-      test     = "StringLike"
-      variable = "s3:prefix"
-      values   = local.list_prefixes
-    }
   }
 
   statement {
@@ -420,24 +415,15 @@ data "aws_iam_policy_document" "prune" {
 # Deletes only the module's own bucket's locks. In the vault (mode "verify" takes no lock)
 # it only looks, through vault_read.
 data "aws_iam_policy_document" "release_lock" {
-  source_policy_documents = [for name, document in data.aws_iam_policy_document.vault_read : document.json if name == "release_lock"]
+  source_policy_documents = concat(
+    [data.aws_iam_policy_document.list_backups.json],
+    [for name, document in data.aws_iam_policy_document.vault_read : document.json if name == "release_lock"],
+  )
 
   statement {
     sid       = "ReleaseLock"
     actions   = ["s3:GetObject", "s3:DeleteObject"]
     resources = [local.lock_arn]
-  }
-
-  # The lock may already be gone: ListBucket makes S3 answer 404, not 403.
-  statement {
-    sid       = "ListBackups"
-    actions   = ["s3:ListBucket"]
-    resources = [local.bucket_arn]
-    condition {
-      test     = "StringLike"
-      variable = "s3:prefix"
-      values   = local.list_prefixes
-    }
   }
 
   statement {
@@ -450,16 +436,7 @@ data "aws_iam_policy_document" "release_lock" {
 # Freshness (hourly, freshness.tf) lists the module's bucket and reads each name's newest
 # manifest and verdict; it writes nothing.
 data "aws_iam_policy_document" "freshness" {
-  statement {
-    sid       = "ListBackups"
-    actions   = ["s3:ListBucket"]
-    resources = [local.bucket_arn]
-    condition {
-      test     = "StringLike"
-      variable = "s3:prefix"
-      values   = local.list_prefixes
-    }
-  }
+  source_policy_documents = [data.aws_iam_policy_document.list_backups.json]
 
   statement {
     sid       = "ReadManifestsAndVerdicts"
@@ -568,6 +545,7 @@ resource "aws_iam_role_policy" "lambda" {
 data "aws_iam_policy_document" "task" {
   source_policy_documents = concat(
     [data.aws_iam_policy_document.lookup_secret.json, data.aws_iam_policy_document.read_ca_certs.json],
+    [data.aws_iam_policy_document.list_backups.json],
     [for name, document in data.aws_iam_policy_document.vault_read : document.json if name == "task"],
   )
 
@@ -583,18 +561,6 @@ data "aws_iam_policy_document" "task" {
     sid       = "ReadBackups"
     actions   = ["s3:GetObject"]
     resources = [local.backups_arn]
-  }
-
-  # A key the task reads may be absent: ListBucket makes S3 answer 404, not 403.
-  statement {
-    sid       = "ListBackups"
-    actions   = ["s3:ListBucket"]
-    resources = [local.bucket_arn]
-    condition {
-      test     = "StringLike"
-      variable = "s3:prefix"
-      values   = local.list_prefixes
-    }
   }
 
   statement {

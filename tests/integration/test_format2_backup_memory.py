@@ -12,9 +12,6 @@ from __future__ import annotations
 import base64
 import os
 import secrets
-import subprocess
-import sys
-import tempfile
 
 import psycopg
 import pytest
@@ -28,6 +25,7 @@ from tests.integration.test_format2_backup_support import (
     database_url,
     manifest_of,
 )
+from tests.peak_rss import measured
 
 JOBS = 2
 LIMIT = 160 * MiB  # at --jobs 2 (the issue's acceptance limit)
@@ -63,34 +61,17 @@ def make_tables(pg, tables: int, megabytes: int) -> str:
     return url
 
 
-# The CLI is started by this small launcher, which reports os.wait4's ru_maxrss: a
-# child forked straight from pytest would inherit pytest's own peak (Linux keeps the
-# pre-exec memory's high-water mark in the process's maxrss).
-LAUNCHER = """
-import os, sys
-pid = os.fork()
-if pid == 0:
-    os.execv(sys.executable, [sys.executable, *sys.argv[2:]])
-_, status, usage = os.wait4(pid, 0)
-with open(sys.argv[1], "w") as report:
-    report.write(f"{usage.ru_maxrss} {os.waitstatus_to_exitcode(status)}")
-"""
-
-
 def peak_rss(url: str, bucket: str) -> tuple[int, int]:
     """(peak RSS in bytes, number of COPY parts) of one ``pgautodumper backup``."""
-    with tempfile.NamedTemporaryFile("r") as report:
-        argv = backup_argv(
-            url, bucket, "--stream-threshold-bytes", str(THRESHOLD), "--jobs", str(JOBS),
-            name=f"mem{secrets.token_hex(3)}",
-        )  # fmt: skip
-        result = subprocess.run(
-            [sys.executable, "-c", LAUNCHER, report.name, *argv[1:]],
-            capture_output=True, text=True, timeout=300, check=False,
-        )  # fmt: skip
-        maxrss_kib, code = map(int, report.read().split())
+    argv = backup_argv(
+        url, bucket, "--stream-threshold-bytes", str(THRESHOLD), "--jobs", str(JOBS),
+        name=f"mem{secrets.token_hex(3)}",
+    )  # fmt: skip
+    peak, code, result = measured(
+        argv[1:], capture_output=True, text=True, timeout=300, check=False
+    )
     assert code == 0, result.stderr
-    return maxrss_kib * 1024, len(manifest_of(result.stdout).parts)
+    return peak, len(manifest_of(result.stdout).parts)
 
 
 def check_flat(pg, bucket: str, small: tuple[int, int], big: tuple[int, int]) -> None:

@@ -11,12 +11,11 @@ from __future__ import annotations
 import base64
 import os
 import subprocess
-import sys
-import tempfile
 
 import psycopg
 
 from tests.integration.format2 import backup, create_bucket, schema_key
+from tests.peak_rss import measured
 
 MiB = 1024 * 1024
 JOBS = 2
@@ -24,16 +23,6 @@ LIMIT = 160 * MiB  # at --jobs 2 (the issue's acceptance limit)
 # parallel_restore's docstring: 85 MiB + (jobs + 1) * (2 MiB + zstd window + ~1 MiB), the
 # window 0.5 MiB at the default level; plus what two runs differ by (allocator, threads).
 BOUND = 85 * MiB + (JOBS + 1) * 4 * MiB + 16 * MiB
-
-LAUNCHER = """
-import os, sys
-pid = os.fork()
-if pid == 0:
-    os.execv(sys.executable, [sys.executable, *sys.argv[2:]])
-_, status, usage = os.wait4(pid, 0)
-with open(sys.argv[1], "w") as report:
-    report.write(f"{usage.ru_maxrss} {os.waitstatus_to_exitcode(status)}")
-"""
 
 
 def _fill(url: str, megabytes: int) -> None:
@@ -58,16 +47,13 @@ def test_restore_peak_memory_stays_within_the_documented_bound(dbs):
     assert max(p["stored_bytes"] for p in manifest["parts"]) > 4 * MiB
     target = dbs.create()
 
-    with tempfile.NamedTemporaryFile("r") as report:
-        subprocess.run(
-            [sys.executable, "-c", LAUNCHER, report.name, "-m", "pgautodumper", "restore",
-             "--bucket", bucket, "--key", schema_key(manifest), "--database-url", target,
-             "--jobs", str(JOBS)],
-            check=True, timeout=300, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        peak_kib, code = map(int, report.read().split())
+    peak, code, _ = measured(
+        ["-m", "pgautodumper", "restore", "--bucket", bucket, "--key", schema_key(manifest),
+         "--database-url", target, "--jobs", str(JOBS)],
+        check=True, timeout=300, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
 
     assert code == 0
-    assert peak_kib * 1024 < min(BOUND, LIMIT), f"peak RSS {peak_kib // 1024} MiB"
+    assert peak < min(BOUND, LIMIT), f"peak RSS {peak // MiB} MiB"
     with psycopg.connect(target) as conn:
         assert conn.execute("SELECT count(*) FROM b").fetchone()[0] == manifest["tables"][1]["rows"]
