@@ -27,10 +27,10 @@ from pydantic import BaseModel
 
 from pgautodumper.connection import ConnectionInfo, connect
 from pgautodumper.errors import (
-    DatabasePermissionError,
     DumpFailedError,
     LockTimeoutError,
     PgautodumperError,
+    read_denied,
     redact,
 )
 from pgautodumper.snapshot import snapshot_lost
@@ -189,10 +189,8 @@ def lock_for_dump(
     except (psycopg.errors.LockNotAvailable, psycopg.errors.QueryCanceled):
         raise diagnose(info, tables, waited_seconds=wait_seconds, database=database) from None
     except psycopg.errors.InsufficientPrivilege as exc:
-        raise DatabasePermissionError(
-            f"cannot lock the tables of {database} for the dump "
-            f"({str(exc).strip().splitlines()[0]})",
-            hint="grant SELECT on every table to the backup role (run 'pgautodumper preflight')",
+        raise read_denied(
+            str(exc).strip().splitlines()[0], what=f"the tables of {database}", role=conn.info.user
         ) from None
     except psycopg.errors.UndefinedTable as exc:
         raise DumpFailedError(

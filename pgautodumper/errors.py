@@ -16,7 +16,8 @@ code, documented in the README.
     │   │   └── PreflightConnectionError   exit 11  ... found by the preflight check (retryable)
     │   ├── DatabaseNotFoundError          exit 12  the database does not exist
     │   ├── DatabasePermissionError        exit 13  the role cannot read some objects
-    │   │   └── PreflightPermissionError   exit 13  ... names every unreadable object
+    │   │   ├── PreflightPermissionError   exit 13  ... names every unreadable object
+    │   │   └── RowSecurityError           exit 17  row-level security would hide rows from it
     │   ├── TargetNotEmptyError            exit 14  restore target holds objects, no --clean
     │   ├── LockTimeoutError               exit 15  a table stayed locked past the lock wait
     │   └── MissingRolesError              exit 16  the restore target lacks roles the backup needs
@@ -149,6 +150,48 @@ class PreflightPermissionError(DatabasePermissionError):
     next_step = (
         "Grant the backup role SELECT on the tables, sequences and large objects named above "
         "(or pg_read_all_data) and USAGE on their schemas."
+    )
+
+
+class RowSecurityError(DatabasePermissionError):
+    exit_code = 17
+    next_step = (
+        "Row-level security would hide rows from the backup role, and a backup holds every row "
+        "or none (as pg_dump): give the role BYPASSRLS (ALTER ROLE ... BYPASSRLS), or back up as "
+        "the tables' owner where they do not FORCE ROW LEVEL SECURITY."
+    )
+
+
+_PSQL_SCRIPT_LINE = re.compile(r"^psql:<stdin>:\d+: ")
+
+
+def read_refusal(stderr: str) -> str | None:
+    """The line of a tool's stderr tail (lines joined by " | ") where the server refused
+    to let it read: tools pass on the server's words only, not its SQLSTATE."""
+    for line in stderr.split(" | "):
+        if "row-level security" in line or "permission denied" in line:
+            return _PSQL_SCRIPT_LINE.sub("", line.strip())
+    return None
+
+
+def read_denied(detail: str, *, what: str, role: str | None = None) -> DatabasePermissionError:
+    """The named error for a server that refused the backup role ``what``.
+
+    ``detail`` is the server's (redacted) words: with row_security off, as pg_dump
+    sets it, a policy raises "query would be affected by row-level security
+    policy" (SQLSTATE 42501, like a missing GRANT) instead of hiding rows.
+    """
+    who = f"role {role!r}" if role else "the backup role"
+    if "row-level security" in detail:
+        return RowSecurityError(
+            f"row-level security would hide rows of {what} from {who}: {detail}",
+            hint=f"ALTER ROLE {role or '<backup role>'} BYPASSRLS (run 'pgautodumper preflight' "
+            "to list every such table)",
+        )
+    return DatabasePermissionError(
+        f"{who} cannot read {what}: {detail}",
+        hint=f"grant SELECT on it to {role or 'the backup role'}, or pg_read_all_data "
+        "(run 'pgautodumper preflight' to list every unreadable object)",
     )
 
 

@@ -9,6 +9,8 @@ Preflight Lambda and ``pgautodumper preflight`` run the same code:
 - every table, sequence, large object and schema the role cannot read —
   pg_dump stops at the first one, so all of them are named at once
   (:class:`PreflightPermissionError`);
+- every table whose row-level security would apply to the role: pg_dump
+  reads with row_security off, so it would fail on it (:class:`RowSecurityError`);
 - transactions older than a minute that hold table locks (a warning: the
   dump would wait for them, then fail with ``LockTimeoutError``);
 - the pg_dump major for the dump task and the first part size;
@@ -42,6 +44,7 @@ from pgautodumper.errors import (
     PreflightAuthError,
     PreflightConnectionError,
     PreflightPermissionError,
+    RowSecurityError,
     redact,
 )
 from pgautodumper.secrets import fetch_secret
@@ -91,6 +94,17 @@ WHERE {_SYSTEM_SCHEMAS} AND c.relkind IN ('r', 'p', 'S')
                ELSE has_table_privilege(c.oid, 'SELECT') END
 ORDER BY n.nspname, c.relname
 """
+# pg_dump (and every stream of ours) reads with row_security off: a table whose policies
+# apply to the role then raises instead of hiding rows. They apply unless the role is a
+# superuser or BYPASSRLS, or has its owner's privileges on a table that does not FORCE them.
+_ROW_SECURITY_APPLIES = f"""
+SELECT 'table ' || quote_ident(n.nspname) || '.' || quote_ident(c.relname)
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE {_SYSTEM_SCHEMAS} AND c.relkind = 'r' AND c.relrowsecurity
+  AND NOT (SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user)
+  AND (c.relforcerowsecurity OR NOT pg_has_role(current_user, c.relowner, 'USAGE'))
+ORDER BY n.nspname, c.relname
+"""
 # has_largeobject_privilege() only exists from PostgreSQL 17; before, read the ACL.
 _UNREADABLE_LARGE_OBJECTS_17 = """
 SELECT 'large object ' || m.oid FROM pg_largeobject_metadata m
@@ -125,15 +139,30 @@ def check_readable(conn: psycopg.Connection, facts: ServerInfo, *, database: str
     missing = unreadable_objects(conn, facts.server_version_num)
     if not missing:
         return
-    named = ", ".join(missing[:MAX_LISTED])
-    more = f" and {len(missing) - MAX_LISTED} more" if len(missing) > MAX_LISTED else ""
     user = conn.info.user
     raise PreflightPermissionError(
         f"role {user!r} cannot read {len(missing)} object(s) in {database}, "
-        f"so pg_dump would fail: {named}{more}",
+        f"so pg_dump would fail: {_listed(missing)}",
         hint=f"GRANT SELECT (tables, sequences, large objects) and USAGE (schemas) to {user}, "
         "e.g. GRANT pg_read_all_data TO it (PostgreSQL 14+)",
     )
+
+
+def check_row_security(conn: psycopg.Connection, *, database: str) -> None:
+    hidden = [row[0] for row in conn.execute(_ROW_SECURITY_APPLIES)]
+    if not hidden:
+        return
+    user = conn.info.user
+    raise RowSecurityError(
+        f"row-level security would hide rows of {len(hidden)} table(s) in {database} from "
+        f"role {user!r}, so pg_dump would fail: {_listed(hidden)}",
+        hint=f"ALTER ROLE {user} BYPASSRLS (a backup holds every row or none, as pg_dump)",
+    )
+
+
+def _listed(names: list[str]) -> str:
+    more = f" and {len(names) - MAX_LISTED} more" if len(names) > MAX_LISTED else ""
+    return ", ".join(names[:MAX_LISTED]) + more
 
 
 def task_pg_dump_majors() -> tuple[int, ...]:
@@ -166,6 +195,7 @@ def inspect(info: ConnectionInfo) -> Inspection:
         with connect(info) as conn:
             facts = server_info(conn)
             check_readable(conn, facts, database=info.describe())
+            check_row_security(conn, database=info.describe())
             warnings = [REPLICA_WARNING] if facts.is_replica else []
             # A migration's long transaction can make the dump wait, then fail by name.
             warnings += blockers.long_lock_holders(conn, LONG_TRANSACTION_SECONDS)

@@ -22,8 +22,8 @@ from pydantic import BaseModel
 from pgautodumper.connection import ConnectionInfo, connect
 from pgautodumper.errors import (
     DatabaseError,
-    DatabasePermissionError,
     DumpFailedError,
+    read_denied,
     redact,
 )
 from pgautodumper.manifest import TableRows
@@ -91,10 +91,10 @@ def count_rows(
         try:
             row = conn.execute(query).fetchone()
         except psycopg.errors.InsufficientPrivilege as exc:
-            raise DatabasePermissionError(
-                f"cannot read table {schema}.{table} in {conn.info.dbname} "
-                f"({str(exc).strip().splitlines()[0]})",
-                hint="grant SELECT on it to the backup role (run 'pgautodumper preflight')",
+            raise read_denied(
+                str(exc).strip().splitlines()[0],
+                what=f"table {schema}.{table} in {conn.info.dbname}",
+                role=conn.info.user,
             ) from None
         counts.append(TableRows(schema=schema, table=table, rows=row[0] if row else 0))
     return counts
