@@ -20,7 +20,8 @@ code, documented in the README.
     │   │   └── RowSecurityError           exit 17  row-level security would hide rows from it
     │   ├── TargetNotEmptyError            exit 14  restore target holds objects, no --clean
     │   ├── LockTimeoutError               exit 15  a table stayed locked past the lock wait
-    │   └── MissingRolesError              exit 16  the restore target lacks roles the backup needs
+    │   ├── MissingRolesError              exit 16  the restore target lacks roles the backup needs
+    │   └── OwnershipError                 exit 18  the restorer may not give objects their owners
     ├── PgToolError
     │   ├── PgVersionMismatchError         exit 20  no pg_dump/pg_restore new enough
     │   ├── DumpFailedError                exit 21  pg_dump, compressor or upload failed
@@ -218,6 +219,17 @@ class MissingRolesError(DatabaseError):
     next_step = (
         "Restore with --with-roles (creates the missing roles, without passwords) or "
         "--no-owner (restores without owners and grants)."
+    )
+
+
+class OwnershipError(DatabaseError):
+    """The restoring role may not give objects to the roles that own them in the backup:
+    ALTER ... OWNER TO (and ALTER DEFAULT PRIVILEGES FOR ROLE) need membership in them."""
+
+    exit_code = 18
+    next_step = (
+        "Restore as a superuser, or as a member of the roles named (GRANT role TO the restoring "
+        "role), or with --no-owner (restores without owners and grants)."
     )
 
 

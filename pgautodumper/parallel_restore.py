@@ -67,12 +67,13 @@ import psycopg
 from psycopg import sql
 from pydantic import BaseModel, Field
 
-from pgautodumper import checked, loader, selection, table_indexes, toc
+from pgautodumper import checked, loader, role_restore, roles, selection, table_indexes, toc
 from pgautodumper.checked import CheckedObject
 from pgautodumper.child import ToolProcess
 from pgautodumper.connection import ConnectionInfo, connect, restore_settings
 from pgautodumper.errors import (
     DatabaseError,
+    OwnershipError,
     RestoreFailedError,
     TargetNotEmptyError,
     redact,
@@ -108,6 +109,9 @@ class RestoreOptions(BaseModel):
     tables: list[str] = Field(default_factory=list, description="SCHEMA.TABLE; format 2")
     schemas: list[str] = Field(default_factory=list, description="format 2")
     with_roles: bool = Field(False, description="create the roles the target lacks first")
+    owners_if_possible: bool = Field(
+        False, description="verify: without owners and grants when the role may not give them"
+    )
     missing_extensions: list[str] = Field(
         default_factory=list,
         description="extensions the target cannot load (verify): restore what does not need "
@@ -130,6 +134,7 @@ class Outcome:
     parts: int
     rows_copied: int
     phases: dict[str, float]  # seconds of pre-data, data and post-data
+    roles: roles.CreatedRoles | None  # what --with-roles created
 
 
 @dataclass
@@ -258,8 +263,25 @@ class _Restore:
     def run(self) -> Outcome:
         found = self.inspect_target()
         schema_file = self.fetch_schema_archive()
-        encoding = toc.encoding(self.pg_restore, schema_file, self.env, self.workdir / "none.list")
         scope = self.scope(toc.read(self.pg_restore, schema_file, self.env), found)
+        # Every check before the first change: roles, then owners (roles it will create
+        # are not there yet, and it joins them), then the roles are created.
+        wanted = self.wanted_roles()
+        if not self.request.no_owner:
+            self.check_owners(schema_file, scope.schema_list)
+        created = None
+        if wanted is not None and not self.request.no_owner:  # check_owners may drop owners
+            created = role_restore.create(self.target, wanted)
+        try:
+            return self.restore(schema_file, scope, created)
+        finally:
+            if created is not None and created.assumed:
+                role_restore.leave(self.target, created.assumed)
+
+    def restore(
+        self, schema_file: Path, scope: _Scope, created: roles.CreatedRoles | None
+    ) -> Outcome:
+        encoding = toc.encoding(self.pg_restore, schema_file, self.env, self.workdir / "none.list")
         if self.request.clean:
             self.drop(schema_file, scope.schema_list)
         started = time.monotonic()
@@ -293,6 +315,7 @@ class _Restore:
             parts=len(scope.parts),
             rows_copied=rows,
             phases=phases,
+            roles=created,
         )
 
     def inspect_target(self) -> _Target:
@@ -327,6 +350,46 @@ class _Restore:
             data_list=toc.write_list(self.workdir / "data.list", data_entries),
             with_data_archive=bool(data_entries),
             tables=choice.tables,
+        )
+
+    def wanted_roles(self) -> roles.RoleSet | None:
+        """The backup's roles, for a whole restore with owners (a partial one goes into a
+        database that has them, unless --with-roles)."""
+        request = self.request
+        if self.manifest.roles is None or request.no_owner:
+            return None
+        if request.partial and not request.with_roles:
+            return None
+        return role_restore.needed(
+            self.bucket, self.manifest, self.target, with_roles=request.with_roles
+        )
+
+    def check_owners(self, schema_file: Path, schema_list: Path | None) -> None:
+        """Before anything changes: may the role give every object to its owner?
+
+        A backup of objects owned by the source's bootstrap superuser names it
+        (often ``postgres``); restored by a role that is not a superuser (RDS's
+        master user) that fails half-way, at the first ``OWNER TO``.
+        """
+        names = toc.owners(self.pg_restore, schema_file, self.env, schema_list)
+        with connect(self.target) as conn:
+            refused = roles.not_assignable(conn, names)
+            user = conn.info.user
+        if not refused:
+            return
+        if self.request.owners_if_possible:
+            log.warning(
+                "role %s may not give objects to role(s) %s: restoring without owners and "
+                "grants", user, ", ".join(refused),
+            )  # fmt: skip
+            self.request = self.request.model_copy(update={"no_owner": True})
+            return
+        raise OwnershipError(
+            f"role {user!r} may not give the restored objects to their owner(s) "
+            f"{', '.join(refused)} in {self.dbname} on {self.target.describe()}: ALTER ... "
+            "OWNER TO needs membership in the new owner; nothing was restored",
+            hint=f"restore as a superuser, or GRANT {', '.join(refused)} TO {user}, or pass "
+            "--no-owner (no owners, no grants)",
         )
 
     def fetch_schema_archive(self) -> Path:

@@ -30,20 +30,20 @@ import psycopg
 import zstandard
 from pydantic import BaseModel, Field
 
-from pgautodumper import catalog, layout, roles, storage
+from pgautodumper import catalog, layout, storage
 from pgautodumper.child import ToolProcess
 from pgautodumper.connection import ConnectionInfo, connect, restore_settings
 from pgautodumper.errors import (
     ChecksumMismatchError,
     DatabaseError,
-    DatabasePermissionError,
     MissingRolesError,
+    OwnershipError,
     RestoreFailedError,
     TargetNotEmptyError,
     UsageError,
     redact,
 )
-from pgautodumper.manifest import Manifest, ManifestV2, StoredObject
+from pgautodumper.manifest import Manifest, ManifestV2
 from pgautodumper.parallel_restore import RestoreOptions, restore_format2
 from pgautodumper.pgtools import find_tool
 from pgautodumper.roles import CreatedRoles
@@ -132,11 +132,10 @@ def restore(
     manifest = catalog.read_manifest(bucket, keys)
     if isinstance(manifest, ManifestV2):
         started = time.monotonic()
-        created = prepare_roles(bucket, manifest, target, options)
         try:
             outcome = restore_format2(bucket, manifest, target, options)
         except RestoreFailedError as exc:
-            raise missing_role(exc, target) or exc from None
+            raise role_cause(exc, target) or exc from None
         return RestoreResult(
             dump_key=manifest.dump_key,
             database=outcome.database,
@@ -147,7 +146,7 @@ def restore(
             tables=outcome.tables,
             parts=outcome.parts,
             phases=outcome.phases,
-            roles=created,
+            roles=outcome.roles,
         )
     if options.partial:
         raise UsageError(
@@ -159,62 +158,27 @@ def restore(
     try:
         result = _restore_format1(bucket, keys, manifest, target, options)
     except RestoreFailedError as exc:
-        raise missing_role(exc, target) or exc from None
+        raise role_cause(exc, target) or exc from None
     if options.analyze:
         analyze(target)
     return result
 
 
-def read_roles(bucket: str, stored: StoredObject) -> roles.RoleSet:
-    """The backup's roles object, checked against the manifest before it is trusted."""
-    body = storage.get(bucket, stored.key)
-    digest = hashlib.sha256(body).hexdigest()
-    if len(body) != stored.stored_bytes or digest != stored.sha256:
-        raise ChecksumMismatchError(
-            f"checksum mismatch: the roles object {stored.key} is corrupt ({len(body)} bytes, "
-            f"sha256 {digest}; the manifest records {stored.stored_bytes}, {stored.sha256})",
-            hint="restore with --no-owner, or restore an older backup",
-        )
-    return roles.RoleSet.from_json(zstandard.ZstdDecompressor().decompress(body))
-
-
-def prepare_roles(
-    bucket: str, manifest: ManifestV2, target: ConnectionInfo, options: RestoreOptions
-) -> CreatedRoles | None:
-    """Before a whole restore: the roles its owners and grants name must exist.
-
-    Missing ones are created with ``--with-roles`` (never with a password), or
-    named up front, before anything is restored. A partial restore goes into a
-    database that has its roles already: pg_restore names any it lacks.
-    """
-    if manifest.roles is None or options.no_owner or (options.partial and not options.with_roles):
-        return None
-    needed = read_roles(bucket, manifest.roles)
-    with connect(target, writable=True) as conn:
-        absent = roles.missing(conn, needed)
-        if absent and not options.with_roles:
-            raise MissingRolesError(
-                f"the restore target {target.describe()} lacks role(s) {', '.join(absent)} "
-                "that the backup's objects are owned by or granted to",
-                hint="pass --with-roles to create them (without passwords), or --no-owner to "
-                "restore without owners and grants",
-            )
-        try:
-            return roles.create_missing(conn, needed)
-        except psycopg.Error as exc:
-            raise DatabasePermissionError(
-                f"cannot create the backup's roles on {target.describe()}: "
-                f"{redact(str(exc), target.secret_values()).strip()}",
-                hint="connect as a role with CREATEROLE (or create the roles named above "
-                "yourself), or restore with --no-owner",
-            ) from None
-
-
 _MISSING_ROLE = re.compile(r'role "([^"]+)" does not exist')
+# PostgreSQL 15 says "must be member of role", 16 and later "must be able to SET ROLE".
+_NOT_MEMBER = re.compile(r'must be (?:member of role|able to SET ROLE) "([^"]+)"')
 
 
-def missing_role(exc: RestoreFailedError, target: ConnectionInfo) -> MissingRolesError | None:
-    """pg_restore's "role does not exist", named as the cause it is."""
+def role_cause(
+    exc: RestoreFailedError, target: ConnectionInfo
+) -> MissingRolesError | OwnershipError | None:
+    """pg_restore's "role does not exist" or "must be member of role", named as the cause."""
+    if member := _NOT_MEMBER.search(exc.message):
+        return OwnershipError(
+            f"the restoring role may not give objects to role {member[1]!r} on "
+            f"{target.describe()} ({exc.message})",
+            hint=f"restore as a superuser or a member of {member[1]}, or with --no-owner",
+        )
     match = _MISSING_ROLE.search(exc.message)
     if match is None:
         return None

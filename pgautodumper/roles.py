@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Iterable
 from datetime import datetime
 
 import psycopg
@@ -155,6 +156,31 @@ class CreatedRoles(BaseModel):
     not_granted: list[str] = Field(
         default_factory=list, description="attributes only a superuser may give, left out"
     )
+    assumed: list[str] = Field(
+        default_factory=list,
+        description="created roles the restoring role (not a superuser) joined for the restore, "
+        "so that it may give objects to them; it leaves them again at the end",
+    )
+
+
+# ALTER ... OWNER TO needs membership in the new owner (is_member_of_role in
+# src/backend/utils/adt/acl.c; a superuser is a member of every role), whatever INHERIT.
+_NOT_ASSIGNABLE = """
+SELECT r.rolname FROM pg_catalog.pg_roles r
+ WHERE r.rolname = ANY(%s) AND NOT pg_catalog.pg_has_role(current_user, r.oid, 'MEMBER')
+ ORDER BY 1
+"""
+
+
+def not_assignable(conn: psycopg.Connection, names: Iterable[str]) -> list[str]:
+    """The existing roles among ``names`` that the connected role may not give objects to."""
+    return [row[0] for row in conn.execute(_NOT_ASSIGNABLE, [sorted(names)]).fetchall()]
+
+
+def leave(conn: psycopg.Connection, assumed: Iterable[str]) -> None:
+    """Undo :func:`create_missing`'s temporary memberships: the target ends as the source was."""
+    for name in assumed:
+        conn.execute(sql.SQL("REVOKE {} FROM CURRENT_USER").format(sql.Identifier(name)))
 
 
 def missing(conn: psycopg.Connection, roles: RoleSet) -> list[str]:
@@ -230,6 +256,12 @@ def create_missing(conn: psycopg.Connection, roles: RoleSet) -> CreatedRoles:
                     sql.Identifier(membership.group), sql.Identifier(membership.member), admin
                 )
             )
+    if not superuser:
+        # A CREATEROLE role is not a member of the roles it creates (from PostgreSQL 16 it
+        # holds ADMIN only), so it could not give them their objects.
+        result.assumed = not_assignable(conn, result.created)
+        for name in result.assumed:
+            conn.execute(sql.SQL("GRANT {} TO CURRENT_USER").format(sql.Identifier(name)))
     if result.created:
         log.info("created %d role(s): %s", len(result.created), ", ".join(result.created))
     return result

@@ -119,6 +119,27 @@ def encoding(pg_restore: str, archive: Path, env: dict[str, str], empty_list: Pa
     return match[1] if match else "UTF8"
 
 
+# pg_dump writes each on a line of its own, with the role quoted as an identifier.
+_IDENT = r'("(?:[^"]|"")+"|[^\s;"]+)'
+_OWNERS = re.compile(
+    rf"^(?:ALTER .* OWNER TO {_IDENT};|ALTER DEFAULT PRIVILEGES FOR ROLE {_IDENT} .*)$",
+    re.MULTILINE,
+)
+
+
+def owners(pg_restore: str, archive: Path, env: dict[str, str], selected: Path | None) -> set[str]:
+    """The roles the archive (or the entries a -L list keeps) gives objects to, or sets
+    default privileges for: a restoring role must be a member of each."""
+    argv = ["-f", "-"] + (["-L", str(selected)] if selected is not None else [])
+    script = _run(pg_restore, [*argv, str(archive)], env, what="listing the owners")
+    return {
+        name[1:-1].replace('""', '"') if name.startswith('"') else name
+        for match in _OWNERS.finditer(script)
+        for name in match.groups()
+        if name
+    }
+
+
 def drop_script(
     pg_restore: str, archive: Path, env: dict[str, str], selected: Path | None
 ) -> bytes:

@@ -198,8 +198,9 @@ def scratch_options(scratch: ConnectionInfo, manifest: Manifest | ManifestV2) ->
     if missing:
         log.warning("the scratch server lacks extension(s): %s", ", ".join(missing))
     return RestoreOptions(
-        no_owner=not with_roles, with_roles=with_roles, missing_extensions=missing
-    )
+        no_owner=not with_roles, with_roles=with_roles, owners_if_possible=True,
+        missing_extensions=missing,
+    )  # fmt: skip
 
 
 def drop_roles(scratch: ConnectionInfo, created: list[str]) -> None:

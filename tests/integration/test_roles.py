@@ -146,6 +146,79 @@ def test_format_1_names_the_missing_role(cli, source, new_server, bucket):
     assert "lacks role" in result.stderr and "--no-owner" in result.stderr
 
 
+# -- a restoring role that is not a superuser (RDS's master user) ------------------------
+
+
+def master_db(server: ThrowawayPostgres) -> str:
+    """A database owned by a CREATEROLE, CREATEDB role that is not a superuser."""
+    server.psql("CREATE ROLE master LOGIN CREATEROLE CREATEDB PASSWORD 'master-pw'")
+    dbname = f"t_{secrets.token_hex(4)}"
+    server.psql(f'CREATE DATABASE "{dbname}" OWNER master TEMPLATE template0')
+    return server.url("master", "master-pw", dbname)
+
+
+def test_a_restorer_that_is_not_a_superuser_joins_the_roles_it_creates_then_leaves(
+    cli, source, new_server, bucket
+):
+    backup(cli, source, bucket)
+    target = master_db(new_server)
+
+    # --schema app: every object there belongs to the backup's roles (public.plain is
+    # the bootstrap superuser's, next test).
+    result = cli("restore", "--bucket", bucket, "--latest", "--name", "roles",
+                 "--database-url", target, "--with-roles", "--schema", "app")  # fmt: skip
+
+    assert result.returncode == 0, result.stderr
+    app_only = [
+        [row for row in kind if not str(row[0]).startswith("public.")]
+        for kind in privileges(source)
+    ]
+    assert list(privileges(target)) == app_only
+    with psycopg.connect(new_server.admin_url) as conn:
+        joined = conn.execute(
+            "SELECT pg_has_role('master', r, 'MEMBER') FROM unnest(%s::text[]) r",
+            [[OWNER, APP, READER]],
+        ).fetchall()
+    assert joined == [(False,)] * 3, "it left the roles it joined for the restore"
+
+
+def test_objects_of_the_bootstrap_superuser_are_refused_up_front_by_name(
+    cli, source, new_server, bucket
+):
+    backup(cli, source, bucket)
+    target = master_db(new_server)
+
+    result = cli("restore", "--bucket", bucket, "--latest", "--name", "roles",
+                 "--database-url", target, "--with-roles")  # fmt: skip
+
+    assert result.returncode == 18, result.stderr
+    assert "their owner(s) postgres" in result.stderr and "--no-owner" in result.stderr
+    assert "Traceback" not in result.stderr
+    with psycopg.connect(target) as conn:
+        tables = conn.execute("SELECT count(*) FROM pg_class WHERE relname = 'orders'").fetchone()
+        roles = conn.execute("SELECT count(*) FROM pg_roles WHERE rolname = %s", [OWNER]).fetchone()
+    assert tables == (0,) and roles == (0,), "nothing restored, no role created"
+
+    plain = cli("restore", "--bucket", bucket, "--latest", "--name", "roles",
+                "--database-url", target, "--no-owner")  # fmt: skip
+    assert plain.returncode == 0, plain.stderr
+
+
+def test_verify_on_a_scratch_role_that_may_not_give_owners_restores_without_them(
+    cli, source, new_server, bucket
+):
+    backup(cli, source, bucket)
+    master_db(new_server)
+    scratch = new_server.url("master", "master-pw", "postgres")
+
+    result = cli("verify", "--bucket", bucket, "--latest", "--name", "roles",
+                 "--scratch-url", scratch, "--json")  # fmt: skip
+
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["verdict"] == "passed"
+    assert "restoring without owners and grants" in result.stderr
+
+
 def test_verify_restores_owners_and_grants_and_leaves_no_role_behind(
     cli, source, new_server, bucket
 ):
