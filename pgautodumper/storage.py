@@ -21,14 +21,24 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import logging
 import queue
 import threading
+import time
 import zlib
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Protocol
 
-from botocore.exceptions import BotoCoreError, ClientError, FlexibleChecksumError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionClosedError,
+    FlexibleChecksumError,
+    IncompleteReadError,
+    ReadTimeoutError,
+    ResponseStreamingError,
+)
 
 from pgautodumper import aws
 from pgautodumper.errors import (
@@ -41,6 +51,8 @@ from pgautodumper.errors import (
     StorageUnavailableError,
 )
 
+log = logging.getLogger(__name__)
+
 MiB = 1024 * 1024
 MIN_PART_SIZE = 5 * MiB  # S3's minimum for every part but the last
 # Three parts live at once (two uploading, one filling): 12 MiB keeps the process
@@ -51,6 +63,10 @@ MAX_PARTS = 10_000
 PARTS_PER_STEP = 1_000
 MAX_IN_FLIGHT = 2
 READ_CHUNK = 1 * MiB
+# A body that breaks off mid-read is resumed where it stopped, this many times in all.
+RESUME_ATTEMPTS = 5
+RESUME_BACKOFF_SECONDS = 0.5
+_BROKEN_OFF = (ResponseStreamingError, IncompleteReadError, ReadTimeoutError, ConnectionClosedError)
 # S3's own checksum of a dump object: CRC32 over the whole object (zlib's CRC-32).
 CHECKSUM_ALGORITHM = "CRC32"
 CHECKSUM_TYPE = "FULL_OBJECT"
@@ -374,10 +390,7 @@ def delete(bucket: str, key: str) -> None:
 
 
 def get(bucket: str, key: str) -> bytes:
-    try:
-        return aws.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
-    except (ClientError, BotoCoreError) as exc:
-        raise storage_error(exc, bucket=bucket, key=key, action="read") from None
+    return b"".join(stream(bucket, key))
 
 
 def stream(bucket: str, key: str) -> Iterator[bytes]:
@@ -387,17 +400,47 @@ def stream(bucket: str, key: str) -> Iterator[bytes]:
     and botocore checks the bytes against it when the body ends (an object
     without one, or with a composite one, is not checked here; the manifest's
     sha256 still is).
+
+    botocore retries a request, not a body that breaks off half-way (a reset
+    connection, a read timeout): a restore of many GiB would then start over.
+    The read resumes where it stopped instead, with ``Range: bytes=N-`` and
+    ``If-Match`` the first response's ETag, so that the rest comes from the
+    same object (https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html,
+    Range and If-Match). A ranged answer carries no full-object checksum; the
+    manifest's sha256 of every byte still decides.
     """
-    try:
-        body = aws.client("s3").get_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")["Body"]
-        while chunk := body.read(READ_CHUNK):
-            yield chunk
-    except FlexibleChecksumError as exc:
-        raise ChecksumMismatchError(
-            f"checksum mismatch: s3://{bucket}/{key} is corrupt as received: S3's own "
-            f"checksum of the object differs from the bytes read ({exc})",
-            hint="read it again; if this repeats, the stored object is damaged: "
-            "restore an older backup",
-        ) from None
-    except (ClientError, BotoCoreError) as exc:
-        raise storage_error(exc, bucket=bucket, key=key, action="read") from None
+    offset, etag, breaks, size = 0, "", 0, -1
+    while offset != size:
+        try:
+            if not etag:
+                response = aws.client("s3").get_object(
+                    Bucket=bucket, Key=key, ChecksumMode="ENABLED"
+                )
+                etag, size = response["ETag"], response["ContentLength"]
+            else:
+                response = aws.client("s3").get_object(
+                    Bucket=bucket, Key=key, Range=f"bytes={offset}-", IfMatch=etag
+                )
+            body = response["Body"]
+            while chunk := body.read(READ_CHUNK):
+                offset += len(chunk)
+                yield chunk
+            return
+        except _BROKEN_OFF as exc:
+            breaks += 1
+            if breaks > RESUME_ATTEMPTS:
+                raise storage_error(exc, bucket=bucket, key=key, action="read") from None
+            log.warning(
+                "reading s3://%s/%s broke off after %d bytes (%s): resuming there (%d of %d)",
+                bucket, key, offset, exc, breaks, RESUME_ATTEMPTS,
+            )  # fmt: skip
+            time.sleep(min(RESUME_BACKOFF_SECONDS * 2 ** (breaks - 1), 10.0))
+        except FlexibleChecksumError as exc:
+            raise ChecksumMismatchError(
+                f"checksum mismatch: s3://{bucket}/{key} is corrupt as received: S3's own "
+                f"checksum of the object differs from the bytes read ({exc})",
+                hint="read it again; if this repeats, the stored object is damaged: "
+                "restore an older backup",
+            ) from None
+        except (ClientError, BotoCoreError) as exc:
+            raise storage_error(exc, bucket=bucket, key=key, action="read") from None

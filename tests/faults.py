@@ -45,16 +45,33 @@ def fail_upload_parts_after(count: int) -> Rule:
     return rule
 
 
+def first_reads_of_each_key(times: int = 1) -> Rule:
+    """The first ``times`` GETs of every object key (not ranged resumes, not listings)."""
+    seen: dict[str, int] = {}
+    lock = threading.Lock()
+
+    def rule(method: str, path: str) -> bool:
+        if method != "GET" or "?" in path or path.count("/") < 2:
+            return False
+        with lock:
+            seen[path] = seen.get(path, 0) + 1
+            return seen[path] <= times
+
+    return rule
+
+
 @contextmanager
 def faulty_proxy(
     upstream: str,
     rule: Rule = lambda *_: False,
     part_delay: float = 0.0,
     error: tuple[int, str] = (500, "InternalError"),
+    cut: Rule = lambda *_: False,
 ) -> Iterator[str]:
     """Proxy to ``upstream``; ``rule`` picks requests to answer with ``error`` (status,
     S3 code), ``part_delay`` slows every UploadPart (a throttled link), so a test can
-    act mid-stream."""
+    act mid-stream; ``cut`` picks responses whose body breaks off half-way (the
+    connection closes after the headers promised more: a reset link)."""
     status, code = error
     answer = _error_body(code)
     target = urlsplit(upstream)
@@ -93,7 +110,11 @@ def faulty_proxy(
             if not head:
                 self.send_header("Content-Length", str(len(payload)))
             self.end_headers()
-            self.wfile.write(payload)
+            if cut(self.command, self.path) and len(payload) > 1:
+                self.wfile.write(payload[: len(payload) // 2])
+                self.close_connection = True
+            else:
+                self.wfile.write(payload)
             conn.close()
 
         do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _relay
