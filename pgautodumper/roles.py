@@ -163,18 +163,22 @@ class CreatedRoles(BaseModel):
     )
 
 
-# ALTER ... OWNER TO needs membership in the new owner (is_member_of_role in
-# src/backend/utils/adt/acl.c; a superuser is a member of every role), whatever INHERIT.
+# ALTER ... OWNER TO needs membership in the new owner, whatever INHERIT (up to 15,
+# is_member_of_role), from 16 a membership with the SET option (member_can_set_role):
+# a CREATEROLE role then holds ADMIN on the roles it creates, not SET. A superuser
+# passes both (src/backend/utils/adt/acl.c).
 _NOT_ASSIGNABLE = """
 SELECT r.rolname FROM pg_catalog.pg_roles r
- WHERE r.rolname = ANY(%s) AND NOT pg_catalog.pg_has_role(current_user, r.oid, 'MEMBER')
+ WHERE r.rolname = ANY(%s) AND NOT pg_catalog.pg_has_role(current_user, r.oid, %s)
  ORDER BY 1
 """
+_SET_OPTION_SINCE = 160000
 
 
 def not_assignable(conn: psycopg.Connection, names: Iterable[str]) -> list[str]:
     """The existing roles among ``names`` that the connected role may not give objects to."""
-    return [row[0] for row in conn.execute(_NOT_ASSIGNABLE, [sorted(names)]).fetchall()]
+    mode = "SET" if conn.info.server_version >= _SET_OPTION_SINCE else "MEMBER"
+    return [row[0] for row in conn.execute(_NOT_ASSIGNABLE, [sorted(names), mode]).fetchall()]
 
 
 def leave(conn: psycopg.Connection, assumed: Iterable[str]) -> None:
