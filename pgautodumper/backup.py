@@ -29,7 +29,12 @@ from pydantic import BaseModel
 from pgautodumper import __version__, blockers, layout, storage, streams
 from pgautodumper.child import ToolProcess
 from pgautodumper.connection import ConnectionInfo
-from pgautodumper.errors import DumpFailedError, PgautodumperError, read_denied, read_refusal
+from pgautodumper.errors import (
+    DumpFailedError,
+    PgautodumperError,
+    read_denied,
+    row_security_refusal,
+)
 from pgautodumper.manifest import Compression, Manifest, TableRows
 from pgautodumper.pgtools import PgTool, find_tool, server_major
 from pgautodumper.plan import DEFAULT_STREAM_THRESHOLD
@@ -240,7 +245,7 @@ def _root_cause(
             waited_seconds=options.lock_wait_timeout_seconds,
             database=conn.info.dbname,
         )
-    if refusal := read_refusal(stderr):
+    if refusal := row_security_refusal(stderr):
         return read_denied(refusal, what=conn.info.dbname, role=conn.info.user)
     if "snapshot" in stderr.lower() and not counter.is_alive():
         # pg_dump could not import the snapshot: was its transaction gone already?

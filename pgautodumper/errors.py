@@ -166,11 +166,12 @@ class RowSecurityError(DatabasePermissionError):
 _PSQL_SCRIPT_LINE = re.compile(r"^psql:<stdin>:\d+: ")
 
 
-def read_refusal(stderr: str) -> str | None:
-    """The line of a tool's stderr tail (lines joined by " | ") where the server refused
-    to let it read: tools pass on the server's words only, not its SQLSTATE."""
+def row_security_refusal(stderr: str) -> str | None:
+    """The line of a tool's stderr tail (lines joined by " | ") where row-level security
+    refused it: tools pass on the server's words only, not its SQLSTATE. (Any other
+    refusal stays the tool's failure, ``DumpFailedError``, quoting the server.)"""
     for line in stderr.split(" | "):
-        if "row-level security" in line or "permission denied" in line:
+        if "row-level security" in line:
             return _PSQL_SCRIPT_LINE.sub("", line.strip())
     return None
 

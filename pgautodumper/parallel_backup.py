@@ -53,7 +53,7 @@ from pgautodumper import __version__, aws, blockers, layout, roles, storage, str
 from pgautodumper.backup import BackupOptions, RowCounter, pg_dump_argv
 from pgautodumper.child import ToolProcess
 from pgautodumper.connection import ConnectionInfo, session_settings
-from pgautodumper.errors import DumpFailedError, StorageError, read_denied, read_refusal
+from pgautodumper.errors import DumpFailedError, StorageError, read_denied, row_security_refusal
 from pgautodumper.manifest import (
     Compression,
     ManifestV2,
@@ -473,7 +473,9 @@ def _wait(
             raise blockers.diagnose(
                 info, locked, waited_seconds=options.lock_wait_timeout_seconds, database=database
             ) from None
-        if isinstance(failure, DumpFailedError) and (refusal := read_refusal(failure.message)):
+        if isinstance(failure, DumpFailedError) and (
+            refusal := row_security_refusal(failure.message)
+        ):
             raise read_denied(refusal, what=database, role=conn.info.user) from None
     raise first
 
