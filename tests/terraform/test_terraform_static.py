@@ -67,24 +67,20 @@ def _checkov_report(target: Path) -> dict:
     return terraform_report
 
 
-@pytest.fixture(scope="module")
-def checkov_report() -> dict:
+# Installing checkov into its own venv (a fresh clone) and scanning take about 40 s of
+# mostly one core: alongside the rest of the suite.
+@pytest.mark.background
+def test_checkov_has_zero_failed_checks_and_every_skip_has_a_reason() -> None:
     # Scan the checkout itself: the copy would carry .terraform/ from init.
-    return _checkov_report(MODULE)
-
-
-def test_checkov_has_zero_failed_checks(checkov_report: dict) -> None:
-    failed = checkov_report["results"]["failed_checks"]
+    report = _checkov_report(MODULE)
+    failed = report["results"]["failed_checks"]
     lines = [
         f"{c['check_id']} {c['resource']} ({c['file_path']}): {c['check_name']}" for c in failed
     ]
     assert not failed, "checkov failed checks:\n" + "\n".join(lines)
-    assert checkov_report["summary"]["parsing_errors"] == 0
-    assert checkov_report["summary"]["passed"] > 100, "checkov scanned suspiciously little"
-
-
-def test_every_checkov_skip_is_inline_with_a_reason(checkov_report: dict) -> None:
-    for check in checkov_report["results"]["skipped_checks"]:
+    assert report["summary"]["parsing_errors"] == 0
+    assert report["summary"]["passed"] > 100, "checkov scanned suspiciously little"
+    for check in report["results"]["skipped_checks"]:
         reason = (check["check_result"].get("suppress_comment") or "").strip()
         assert len(reason) >= 20, (
             f"{check['check_id']} on {check['resource']} skipped without a reason"
