@@ -45,6 +45,23 @@ def fail_upload_parts_after(count: int) -> Rule:
     return rule
 
 
+class FirstUploadParts:
+    """The first ``count`` UploadPart requests (of any upload), and no later one;
+    ``fired`` says how many it picked (a test proves its fault happened)."""
+
+    def __init__(self, count: int) -> None:
+        self.count, self.fired, self._lock = count, 0, threading.Lock()
+
+    def __call__(self, method: str, path: str) -> bool:
+        if method != "PUT" or "partNumber=" not in path:
+            return False
+        with self._lock:
+            if self.fired >= self.count:
+                return False
+            self.fired += 1
+            return True
+
+
 def first_reads_of_each_key(times: int = 1) -> Rule:
     """The first ``times`` GETs of every object key (not ranged resumes, not listings)."""
     seen: dict[str, int] = {}
@@ -67,11 +84,13 @@ def faulty_proxy(
     part_delay: float = 0.0,
     error: tuple[int, str] = (500, "InternalError"),
     cut: Rule = lambda *_: False,
+    drop: Rule = lambda *_: False,
 ) -> Iterator[str]:
     """Proxy to ``upstream``; ``rule`` picks requests to answer with ``error`` (status,
     S3 code), ``part_delay`` slows every UploadPart (a throttled link), so a test can
     act mid-stream; ``cut`` picks responses whose body breaks off half-way (the
-    connection closes after the headers promised more: a reset link)."""
+    connection closes after the headers promised more: a reset link); ``drop`` picks
+    requests whose connection closes with no answer at all."""
     status, code = error
     answer = _error_body(code)
     target = urlsplit(upstream)
@@ -87,6 +106,9 @@ def faulty_proxy(
             body = self.rfile.read(length) if length else b""
             if part_delay and "partNumber=" in self.path:
                 time.sleep(part_delay)
+            if drop(self.command, self.path):
+                self.close_connection = True
+                return
             if rule(self.command, self.path):
                 self.send_response(status)
                 self.send_header("Content-Type", "application/xml")

@@ -15,7 +15,8 @@ import pytest
 
 from pgautodumper import storage
 from pgautodumper.errors import BackupExistsError
-from tests.faults import fail_upload_parts_after, faulty_proxy
+from tests.conftest import run_cli
+from tests.faults import FirstUploadParts, fail_upload_parts_after, faulty_proxy
 
 PART = 5 * 1024 * 1024
 # About 40 MB of hex text: several 5 MiB parts after zstd.
@@ -133,6 +134,29 @@ def test_s3_failing_mid_upload_aborts_and_stores_nothing(big_database, bucket, s
     assert process.returncode == 34, stderr
     assert "upload part of" in stderr and "InternalError" in stderr
     assert_nothing_stored(s3, bucket)
+
+
+def test_transient_s3_failures_mid_upload_are_retried_and_the_backup_completes(
+    big_database, bucket, s3, moto_server
+):
+    """Throttling (503 SlowDown), then a connection closed with no answer: each is
+    retried with backoff (botocore's standard mode), and nothing is lost."""
+    throttle, reset = FirstUploadParts(2), FirstUploadParts(1)
+    with (
+        faulty_proxy(moto_server, throttle, error=(503, "SlowDown")) as throttled,
+        faulty_proxy(throttled, drop=reset) as proxy,
+    ):
+        process = _start_backup(big_database, bucket, AWS_ENDPOINT_URL=proxy)
+        _, stderr = process.communicate(timeout=300)
+
+    assert process.returncode == 0, stderr
+    assert (throttle.fired, reset.fired) == (2, 1), "the faults happened"
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]]
+    assert any(k.endswith(".manifest.json") for k in keys), keys
+    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    restored = run_cli("verify", "--bucket", bucket, "--latest", "--name", "big",
+                       "--scratch-local")  # fmt: skip
+    assert restored.returncode == 0, restored.stderr
 
 
 def test_a_second_run_cannot_overwrite_an_existing_backup(cli, make_database, bucket, s3):
