@@ -175,7 +175,10 @@ def session_settings(server_version_num: int, *, writable: bool = False) -> dict
     search_path (so pg_catalog always wins; user tables are schema-qualified),
     and row security off (a policy that would hide rows raises instead). The
     isolation default is reset because a replica refuses a serializable one, and
-    TimeZone is fixed so timestamps we read do not depend on the role.
+    TimeZone is fixed so timestamps we read do not depend on the role. Like the
+    header of every script pg_restore writes (_doSetFixedOutputState), XML is
+    read as content: a database set to ``xmloption = document`` would refuse
+    the fragments a COPY of an xml column carries, so loading a part would fail.
     """
     settings = {
         "statement_timeout": "0",
@@ -189,6 +192,8 @@ def session_settings(server_version_num: int, *, writable: bool = False) -> dict
         "TimeZone": "UTC",
         "default_transaction_isolation": "read committed",
         "search_path": "",
+        "xmloption": "content",
+        "standard_conforming_strings": "on",
     }
     if server_version_num >= _TRANSACTION_TIMEOUT_SINCE:
         settings["transaction_timeout"] = "0"
