@@ -179,6 +179,8 @@ def session_settings(server_version_num: int, *, writable: bool = False) -> dict
     header of every script pg_restore writes (_doSetFixedOutputState), XML is
     read as content: a database set to ``xmloption = document`` would refuse
     the fragments a COPY of an xml column carries, so loading a part would fail.
+    And ``array_nulls`` stays on: off, a NULL element of a text[] would load as
+    the string 'NULL'.
     """
     settings = {
         "statement_timeout": "0",
@@ -193,6 +195,7 @@ def session_settings(server_version_num: int, *, writable: bool = False) -> dict
         "default_transaction_isolation": "read committed",
         "search_path": "",
         "xmloption": "content",
+        "array_nulls": "on",
         "standard_conforming_strings": "on",
     }
     if server_version_num >= _TRANSACTION_TIMEOUT_SINCE:
@@ -218,6 +221,8 @@ def restore_settings(server_version_num: int) -> dict[str, str]:
         "lock_timeout": "0",
         "idle_in_transaction_session_timeout": "0",
         "default_transaction_read_only": "off",
+        # Not in pg_restore's header: off, a NULL element of a text[] loads as 'NULL'.
+        "array_nulls": "on",
     }
     if server_version_num >= _TRANSACTION_TIMEOUT_SINCE:
         settings["transaction_timeout"] = "0"

@@ -48,9 +48,10 @@ INSERT INTO measures VALUES
      '-1 year -2 days +03:04:05.678', 'NaN'),
     (-1, 1e-300, 3.4e38, '0044-03-15 12:00:00+00 BC', '1900-01-01', '0001-01-01 BC',
      '178000000 years', 1e-20);
-CREATE TABLE events (id bigserial PRIMARY KEY, at timestamptz NOT NULL, note text);
-INSERT INTO events (at, note)
-SELECT timestamptz '2020-01-01 00:00:00+00' - g * interval '1 hour 1 second', 'event ' || g
+CREATE TABLE events (id bigserial PRIMARY KEY, at timestamptz NOT NULL, note text, tags text[]);
+INSERT INTO events (at, note, tags)
+SELECT timestamptz '2020-01-01 00:00:00+00' - g * interval '1 hour 1 second', 'event ' || g,
+       ARRAY['t' || g, NULL]
   FROM generate_series(1, 500) g;
 CREATE VIEW recent AS SELECT * FROM events WHERE at > '2019-12-01';
 """
@@ -82,7 +83,7 @@ STREAMED = """
 CREATE TABLE docs AS
 SELECT g AS id, ('<p>' || g || '</p><q/>')::xml AS body,
        timestamptz '2024-01-01 00:00:00+00' + g * interval '61 seconds' AS at,
-       g / 3.0::float8 AS f, repeat('d', 40) AS pad
+       g / 3.0::float8 AS f, ARRAY['w' || g, NULL] AS words, repeat('d', 40) AS pad
   FROM generate_series(1, 40000) g;
 """
 
@@ -129,6 +130,7 @@ CASES = [
     Case("search_path", "'shadow, pg_catalog, public'", extra_sql=SHADOW),
     Case("extra_float_digits", "-15", extra_sql=STREAMED, streamed=True),
     Case("xmloption", "document", extra_sql=STREAMED, streamed=True),
+    Case("array_nulls", "off", extra_sql=STREAMED, streamed=True),
     Case("default_transaction_isolation", "'serializable'"),
     Case("default_transaction_read_only", "on"),
 ]  # fmt: skip
