@@ -3,6 +3,7 @@
 No lock-in: ``pgautodumper export ... | psql -v ON_ERROR_STOP=1 --single-transaction``
 loads it into an empty database with nothing but psql.
 
+    (both)     SET array_nulls = on (pg_restore's own header leaves it to the database)
     format 1   pg_restore -f - of the checked stream
     format 2   pg_restore -f - --section=pre-data (schema archive, checked first)
                pg_restore -f - of the remaining-data archive (checked stream)
@@ -92,6 +93,11 @@ def export(
     )
 
 
+# Before pg_restore's own header, which does not set it: a database where the script is
+# loaded may have array_nulls off, and a NULL element of a text[] would load as 'NULL'.
+_PREAMBLE = b"-- pgautodumper export\nSET array_nulls = on;\n\n"
+
+
 class _Script:
     """The output: our own writes and pg_restore's, in order, on one file descriptor."""
 
@@ -99,21 +105,25 @@ class _Script:
         self.out, self.pg_restore, self.flags = out, pg_restore, flags
         self.started = False  # once anything may have reached stdout
 
+    def _begin(self) -> None:
+        if not self.started:
+            self.started = True
+            self.out.write(_PREAMBLE)
+        self.out.flush()
+
     def write(self, data: bytes) -> None:
-        self.started = True
+        self._begin()
         self.out.write(data)
 
     def pg_restore_file(self, archive: Path, section: str) -> None:
-        self.out.flush()
-        self.started = True
+        self._begin()
         argv = [self.pg_restore, "-f", "-", f"--section={section}", *self.flags, str(archive)]
         process = ToolProcess(argv, dict(os.environ), stdout=self.out.fileno())
         if process.wait() != 0:
             raise _tool_failed(process, archive.name)
 
     def pg_restore_stream(self, *section: str) -> ToolProcess:
-        self.out.flush()
-        self.started = True
+        self._begin()
         argv = [self.pg_restore, "-f", "-", *section, *self.flags]
         return ToolProcess(argv, dict(os.environ), stdin=subprocess.PIPE, stdout=self.out.fileno())
 
