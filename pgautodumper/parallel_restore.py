@@ -268,7 +268,7 @@ class _Restore:
         # are not there yet, and it joins them), then the roles are created.
         wanted = self.wanted_roles()
         if not self.request.no_owner:
-            self.check_owners(schema_file, scope.schema_list)
+            self.check_owners(schema_file, scope)
         created = None
         if wanted is not None and not self.request.no_owner:  # check_owners may drop owners
             created = role_restore.create(self.target, wanted)
@@ -364,14 +364,20 @@ class _Restore:
             self.bucket, self.manifest, self.target, with_roles=request.with_roles
         )
 
-    def check_owners(self, schema_file: Path, schema_list: Path | None) -> None:
+    def check_owners(self, schema_file: Path, scope: _Scope) -> None:
         """Before anything changes: may the role give every object to its owner?
 
         A backup of objects owned by the source's bootstrap superuser names it
         (often ``postgres``); restored by a role that is not a superuser (RDS's
-        master user) that fails half-way, at the first ``OWNER TO``.
+        master user) that fails half-way, at the first ``OWNER TO``. Only a name
+        that also ends a TOC entry (its owner) counts: a function's body may hold
+        a line that looks like an ``OWNER TO``.
         """
-        names = toc.owners(self.pg_restore, schema_file, self.env, schema_list)
+        names = {
+            name
+            for name in toc.owners(self.pg_restore, schema_file, self.env, scope.schema_list)
+            if any(e.rest.endswith(" " + toc.printed(name)) for e in scope.schema_entries)
+        }
         with connect(self.target) as conn:
             refused = roles.not_assignable(conn, names)
             user = conn.info.user

@@ -44,6 +44,12 @@ GRANT SELECT (id), UPDATE (total) ON app.orders TO {APP};
 CREATE TABLE public.plain (x int);
 INSERT INTO public.plain VALUES (1), (2);
 ALTER DEFAULT PRIVILEGES FOR ROLE {OWNER} IN SCHEMA app GRANT SELECT ON TABLES TO {READER};
+-- A body line that reads like an OWNER TO: not an owner of anything restored.
+CREATE FUNCTION app.hand_over() RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+ALTER TABLE app.orders OWNER TO postgres;
+END $$;
+ALTER FUNCTION app.hand_over() OWNER TO {OWNER};
 """
 
 # Owners and privileges, table by table (and default privileges), by role name.
