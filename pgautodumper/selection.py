@@ -144,7 +144,7 @@ def select(
     whose relations are ``existing``."""
     known = manifest.table_names()
     wanted = _wanted(known, schema_toc, tables, schemas)
-    table_of = _table_names(schema_toc, known, wanted)
+    table_of = table_names(schema_toc, known, wanted)
     chosen: set[int] = {e.dump_id for e in schema_toc if table_of.get(e.dump_id) in wanted}
     chosen |= _partitions(schema_toc, chosen)
     chosen |= _owned_sequences(manifest, schema_toc, {table_of.get(i) for i in chosen})
@@ -226,11 +226,13 @@ def _attached(
     return chosen
 
 
-def _table_names(schema_toc: list[Entry], known: set[Name], wanted: set[Name]) -> dict[int, Name]:
+def table_names(
+    schema_toc: list[Entry], known: set[Name], wanted: set[Name] = frozenset()
+) -> dict[int, Name]:
     """The relation entries whose printed name is one of the manifest's tables.
 
     ``"a b"."c"`` and ``"a"."b c"`` print alike: an entry that could be either is
-    left unnamed, and refused if a named table is among its candidates.
+    left unnamed, and refused if a ``wanted`` table is among its candidates.
     """
     names: dict[int, Name] = {}
     for entry in schema_toc:

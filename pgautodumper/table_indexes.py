@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from pgautodumper.manifest import TablePart
-from pgautodumper.selection import Name
+from pgautodumper.selection import Name, table_names
 from pgautodumper.toc import RELATION_KINDS, Entry
 
 OWN_KINDS = {"INDEX", "CONSTRAINT"}
@@ -45,13 +45,7 @@ def own_indexes(
     ``"a"."b c"`` alike) is left to post-data.
     """
     streamed = {(p.schema_name, p.table) for p in parts}
-    table_of: dict[int, Name] = {}
-    for entry in schema_toc:
-        if entry.kind != "TABLE":
-            continue
-        hits = [n for n in streamed if entry.names(*n)]
-        if len(hits) == 1 and not any(entry.names(*n) for n in known - {hits[0]}):
-            table_of[entry.dump_id] = hits[0]
+    table_of = {i: n for i, n in table_names(schema_toc, known).items() if n in streamed}
     by_id = {e.dump_id: e for e in schema_toc}
     found: dict[Name, list[Entry]] = {}
     for entry in schema_toc:
