@@ -29,6 +29,7 @@ from pydantic import BaseModel
 from pgautodumper import __version__, blockers, layout, storage, streams
 from pgautodumper.child import ToolProcess
 from pgautodumper.connection import ConnectionInfo
+from pgautodumper.contract import DEFAULT_LOCK_WAIT_TIMEOUT_SECONDS
 from pgautodumper.errors import (
     DumpFailedError,
     PgautodumperError,
@@ -51,8 +52,6 @@ log = logging.getLogger(__name__)
 # zstd level 1 was both faster and smaller than level 3 on the benchmark data.
 DEFAULT_LEVEL = 1
 DEFAULT_THREADS = 2
-# How long the dump waits for a table lock (a migration's) before failing by name.
-DEFAULT_LOCK_WAIT_TIMEOUT_SECONDS = 300
 
 
 class BackupOptions(BaseModel):

@@ -126,7 +126,7 @@ class Blocker(BaseModel):
     transaction_seconds: int | None
     statement: str | None
 
-    def describe(self) -> str:
+    def describe(self, *, ahead_of: str = "the dump") -> str:
         if self.pid is None:
             return (
                 f"a prepared transaction holds {self.mode} on {self.table} (see pg_prepared_xacts)"
@@ -135,9 +135,20 @@ class Blocker(BaseModel):
         how = (
             f"holds {self.mode} on {self.table}"
             if self.granted
-            else f"is queued for {self.mode} on {self.table}, ahead of the dump"
+            else f"is queued for {self.mode} on {self.table}, ahead of {ahead_of}"
         )
         return f"{who} {how}, {_activity(self.transaction_seconds, self.state, self.statement)}"
+
+
+def strongest(held: Blocker | None, other: Blocker) -> Blocker:
+    """Of two rows of one session, the one to name: a granted lock, then the stronger mode."""
+    if held is None:
+        return other
+
+    def rank(b: Blocker) -> tuple[bool, int]:
+        return b.granted, _MODES.index(b.mode) if b.mode in _MODES else -1
+
+    return other if rank(other) > rank(held) else held
 
 
 def tables_to_lock(conn: psycopg.Connection) -> list[Table]:
@@ -240,7 +251,7 @@ def find_blockers(conn: psycopg.Connection, tables: Sequence[Table]) -> list[Blo
             state=state,
             backend_type=backend_type,
             transaction_seconds=seconds,
-            statement=_statement(query),
+            statement=statement_words(query),
         )
         for relation, mode, granted, pid, application_name, user, state, backend_type, seconds, query in rows  # noqa: E501
     ]
@@ -336,7 +347,7 @@ def _activity(seconds: int | None, state: str | None, statement: str | None) -> 
     return f"in a transaction open for {_duration(seconds)} ({doing})"
 
 
-def _statement(query: str | None) -> str | None:
+def statement_words(query: str | None) -> str | None:
     """The first words of a session's statement: what it does, without its data."""
     if not query or query.startswith("<"):  # '<insufficient privilege>' and the like
         return None

@@ -59,6 +59,8 @@ FARGATE_MEMORY: dict[int, range | tuple[int, ...]] = {
     8192: range(16384, 61440 + 1, 4096),
     16384: range(32768, 122880 + 1, 8192),
 }
+# How long a backup waits for a table lock (a migration's), and a restore for any
+# lock in its target, before failing by name (LockTimeoutError).
 DEFAULT_LOCK_WAIT_TIMEOUT_SECONDS = 300
 
 

@@ -19,7 +19,7 @@ code, documented in the README.
     │   │   ├── PreflightPermissionError   exit 13  ... names every unreadable object
     │   │   └── RowSecurityError           exit 17  row-level security would hide rows from it
     │   ├── TargetNotEmptyError            exit 14  restore target holds objects, no --clean
-    │   ├── LockTimeoutError               exit 15  a table stayed locked past the lock wait
+    │   ├── LockTimeoutError               exit 15  a lock stayed held past the lock wait
     │   ├── MissingRolesError              exit 16  the restore target lacks roles the backup needs
     │   └── OwnershipError                 exit 18  the restorer may not give objects their owners
     ├── PgToolError
@@ -204,12 +204,14 @@ class TargetNotEmptyError(DatabaseError):
 
 class LockTimeoutError(DatabaseError):
     """A session (a migration, usually) held or queued a lock that blocks the dump's
-    ACCESS SHARE lock on a table for longer than ``lock_wait_timeout_seconds``."""
+    ACCESS SHARE lock on a table, or a restore's statement, for longer than
+    ``lock_wait_timeout_seconds``."""
 
     exit_code = 15
     next_step = (
-        "A session named above kept a table locked (a migration?): let it finish or end it, "
-        "then run the backup again; or raise lock_wait_timeout_seconds."
+        "A session named above kept a table locked (a migration? an open transaction?): let "
+        "it finish or end it, then run the backup or restore again; or raise "
+        "lock_wait_timeout_seconds (--lock-wait-timeout)."
     )
 
 

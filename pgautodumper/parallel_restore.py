@@ -67,10 +67,21 @@ import psycopg
 from psycopg import sql
 from pydantic import BaseModel, Field
 
-from pgautodumper import checked, loader, role_restore, roles, selection, table_indexes, toc
+from pgautodumper import (
+    checked,
+    database_properties,
+    loader,
+    role_restore,
+    roles,
+    selection,
+    table_indexes,
+    toc,
+)
 from pgautodumper.checked import CheckedObject
 from pgautodumper.child import ToolProcess
 from pgautodumper.connection import ConnectionInfo, connect, restore_settings
+from pgautodumper.contract import DEFAULT_LOCK_WAIT_TIMEOUT_SECONDS
+from pgautodumper.database_properties import AppliedProperties
 from pgautodumper.errors import (
     DatabaseError,
     OwnershipError,
@@ -112,6 +123,14 @@ class RestoreOptions(BaseModel):
     owners_if_possible: bool = Field(
         False, description="verify: without owners and grants when the role may not give them"
     )
+    database_properties: bool = Field(
+        True, description="a whole restore also sets the database's settings, grants, comment"
+    )
+    lock_wait_timeout_seconds: int = Field(
+        DEFAULT_LOCK_WAIT_TIMEOUT_SECONDS,
+        ge=1,
+        description="how long one statement may wait for a lock another session holds",
+    )
     missing_extensions: list[str] = Field(
         default_factory=list,
         description="extensions the target cannot load (verify): restore what does not need "
@@ -135,6 +154,7 @@ class Outcome:
     rows_copied: int
     phases: dict[str, float]  # seconds of pre-data, data and post-data
     roles: roles.CreatedRoles | None  # what --with-roles created
+    database_properties: AppliedProperties | None = None
 
 
 @dataclass
@@ -273,7 +293,9 @@ class _Restore:
         if wanted is not None and not self.request.no_owner:  # check_owners may drop owners
             created = role_restore.create(self.target, wanted)
         try:
-            return self.restore(schema_file, scope, created)
+            outcome = self.restore(schema_file, scope, created)
+            outcome.database_properties = self.apply_database_properties(wanted)
+            return outcome
         finally:
             if created is not None and created.assumed:
                 role_restore.leave(self.target, created.assumed)
@@ -363,6 +385,17 @@ class _Restore:
         return role_restore.needed(
             self.bucket, self.manifest, self.target, with_roles=request.with_roles
         )
+
+    def apply_database_properties(self, wanted: roles.RoleSet | None) -> AppliedProperties | None:
+        """The database's own settings, grants and comment (database_properties.py); a
+        whole restore only, while the roles it joined are still its."""
+        request, stored = self.request, self.manifest.roles
+        if request.partial or not request.database_properties or stored is None:
+            return None
+        found = wanted or role_restore.read(self.bucket, stored)
+        if found.database is None:
+            return None
+        return database_properties.apply(self.target, found.database, owners=not request.no_owner)
 
     def check_owners(self, schema_file: Path, scope: _Scope) -> None:
         """Before anything changes: may the role give every object to its owner?

@@ -30,9 +30,10 @@ import psycopg
 import zstandard
 from pydantic import BaseModel, Field
 
-from pgautodumper import catalog, layout, storage
+from pgautodumper import catalog, layout, lock_watch, storage
 from pgautodumper.child import ToolProcess
 from pgautodumper.connection import ConnectionInfo, connect, restore_settings
+from pgautodumper.database_properties import AppliedProperties
 from pgautodumper.errors import (
     ChecksumMismatchError,
     DatabaseError,
@@ -73,6 +74,9 @@ class RestoreResult(BaseModel):
         default_factory=dict, description="seconds of pre-data, data and post-data (format 2)"
     )
     roles: CreatedRoles | None = Field(None, description="what --with-roles created")
+    database_properties: AppliedProperties | None = Field(
+        None, description="the database's settings, grants, comment and owner (format 2)"
+    )
 
 
 def resolve(
@@ -128,14 +132,36 @@ def pg_restore_argv(path: str, dbname: str, options: RestoreOptions) -> list[str
 def restore(
     bucket: str, keys: layout.BackupKeys, target: ConnectionInfo, options: RestoreOptions
 ) -> RestoreResult:
-    """Restore a backup of either format into ``target``."""
+    """Restore a backup of either format into ``target``; every lock wait is bounded."""
     manifest = catalog.read_manifest(bucket, keys)
+    if options.partial and not isinstance(manifest, ManifestV2):
+        raise UsageError(
+            f"restoring single tables or schemas needs a format-2 backup; {keys.dump} is "
+            "format 1 (one pg_dump stream)",
+            hint="restore it whole into a scratch database and copy the table from there, "
+            "or take a new backup (format 2 is the default)",
+        )
+    with lock_watch.watching(target, options.lock_wait_timeout_seconds) as watch:
+        try:
+            return _restore(bucket, keys, manifest, watch.target, options)
+        except (RestoreFailedError, DatabaseError) as exc:
+            if watch.expired is not None:
+                raise watch.expired from None
+            if isinstance(exc, RestoreFailedError):
+                raise role_cause(exc, target) or exc from None
+            raise
+
+
+def _restore(
+    bucket: str,
+    keys: layout.BackupKeys,
+    manifest: Manifest | ManifestV2,
+    target: ConnectionInfo,
+    options: RestoreOptions,
+) -> RestoreResult:
     if isinstance(manifest, ManifestV2):
         started = time.monotonic()
-        try:
-            outcome = restore_format2(bucket, manifest, target, options)
-        except RestoreFailedError as exc:
-            raise role_cause(exc, target) or exc from None
+        outcome = restore_format2(bucket, manifest, target, options)
         return RestoreResult(
             dump_key=manifest.dump_key,
             database=outcome.database,
@@ -147,18 +173,9 @@ def restore(
             parts=outcome.parts,
             phases=outcome.phases,
             roles=outcome.roles,
+            database_properties=outcome.database_properties,
         )
-    if options.partial:
-        raise UsageError(
-            f"restoring single tables or schemas needs a format-2 backup; {keys.dump} is "
-            "format 1 (one pg_dump stream)",
-            hint="restore it whole into a scratch database and copy the table from there, "
-            "or take a new backup (format 2 is the default)",
-        )
-    try:
-        result = _restore_format1(bucket, keys, manifest, target, options)
-    except RestoreFailedError as exc:
-        raise role_cause(exc, target) or exc from None
+    result = _restore_format1(bucket, keys, manifest, target, options)
     if options.analyze:
         analyze(target)
     return result

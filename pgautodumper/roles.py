@@ -9,7 +9,7 @@ RDS and Aurora, where pg_authid is off limits) and never a password:
 - owners, grantees and default-privilege roles: ``pg_shdepend`` records each
   dependency of this database's objects on a role (owner, ACL, policy);
   objects of the bootstrap superuser are not recorded, and need no role;
-- the database's owner;
+- the database's owner, the grantees of its ACL, the roles with settings in it;
 - memberships, both ways and transitively: the groups those roles belong to,
   and their members (the login roles of a group that owns things).
 
@@ -35,6 +35,9 @@ import psycopg
 from psycopg import sql
 from pydantic import BaseModel, Field
 
+from pgautodumper import database_properties
+from pgautodumper.database_properties import DatabaseProperties, set_clause
+
 log = logging.getLogger(__name__)
 
 ROLES_FORMAT = 1
@@ -50,6 +53,16 @@ WITH RECURSIVE direct AS (
                       WHERE datname = pg_catalog.current_database())
     UNION
     SELECT datdba FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database()
+    UNION  -- the database's grantees (a shared object: dbid 0)
+    SELECT d.refobjid FROM pg_catalog.pg_shdepend d
+     WHERE d.dbid = 0 AND d.classid = 'pg_catalog.pg_database'::pg_catalog.regclass
+       AND d.refclassid = 'pg_catalog.pg_authid'::pg_catalog.regclass
+       AND d.objid = (SELECT oid FROM pg_catalog.pg_database
+                       WHERE datname = pg_catalog.current_database())
+    UNION  -- ALTER ROLE ... IN DATABASE ... SET
+    SELECT s.setrole FROM pg_catalog.pg_db_role_setting s
+     WHERE s.setrole <> 0 AND s.setdatabase = (SELECT oid FROM pg_catalog.pg_database
+                                                WHERE datname = pg_catalog.current_database())
 ), closure AS (
     SELECT oid FROM direct
     UNION  -- the groups of a role, and the members of a group, transitively
@@ -100,6 +113,11 @@ class RoleSet(BaseModel):
     format_version: int = ROLES_FORMAT
     roles: list[Role]
     memberships: list[Membership]
+    database: DatabaseProperties | None = Field(
+        None,
+        description="the database's settings, grants, comment and owner (pg_restore restores "
+        "them only with --create); absent from backups before they were stored",
+    )
 
     def names(self) -> set[str]:
         return {role.name for role in self.roles}
@@ -145,7 +163,7 @@ def collect(conn: psycopg.Connection) -> RoleSet:
         for group, member, admin in conn.execute(_MEMBERSHIPS).fetchall()
         if group in names and member in names
     ]
-    return RoleSet(roles=roles, memberships=memberships)
+    return RoleSet(roles=roles, memberships=memberships, database=database_properties.read(conn))
 
 
 class CreatedRoles(BaseModel):
@@ -214,20 +232,8 @@ def _options(role: Role, *, superuser: bool) -> tuple[list[str], list[str]]:
     return options, wanted
 
 
-# List settings keep their own quoting in rolconfig ('"$user", public'): written as they
-# are, as pg_dumpall does (a quoted literal would make the whole list one element).
-_LIST_SETTINGS = {
-    "search_path", "temp_tablespaces", "session_preload_libraries",
-    "local_preload_libraries", "shared_preload_libraries",
-}  # fmt: skip
-
-
 def _alter_role_set(role: str, setting: str) -> sql.Composed:
-    name, _, value = setting.partition("=")
-    rendered = sql.SQL(value) if name.lower() in _LIST_SETTINGS else sql.Literal(value)
-    return sql.SQL("ALTER ROLE {} SET {} = {}").format(
-        sql.Identifier(role), sql.SQL(".").join(map(sql.Identifier, name.split("."))), rendered
-    )
+    return sql.SQL("ALTER ROLE {} {}").format(sql.Identifier(role), set_clause(setting))
 
 
 def create_missing(conn: psycopg.Connection, roles: RoleSet) -> CreatedRoles:

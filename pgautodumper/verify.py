@@ -192,14 +192,14 @@ def scratch_options(scratch: ConnectionInfo, manifest: Manifest | ManifestV2) ->
             " FROM pg_catalog.pg_roles WHERE rolname = current_user"
         ).fetchone()
     if not isinstance(manifest, ManifestV2):
-        return RestoreOptions(no_owner=True)
+        return RestoreOptions(no_owner=True, database_properties=False)
     with_roles = manifest.roles is not None and may_create_roles
     missing = sorted(set(manifest.extensions) - set(available))
     if missing:
         log.warning("the scratch server lacks extension(s): %s", ", ".join(missing))
     return RestoreOptions(
         no_owner=not with_roles, with_roles=with_roles, owners_if_possible=True,
-        missing_extensions=missing,
+        missing_extensions=missing, database_properties=False,
     )  # fmt: skip
 
 

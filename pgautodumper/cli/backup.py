@@ -18,10 +18,11 @@ from pgautodumper.cli.options import (
     connection_from,
     emit,
     json_option,
+    lock_wait_option,
     source_options,
 )
 from pgautodumper.connection import ConnectionInfo, connect
-from pgautodumper.contract import DEFAULT_LOCK_WAIT_TIMEOUT_SECONDS, TaskInput
+from pgautodumper.contract import TaskInput
 from pgautodumper.errors import UsageError
 from pgautodumper.manifest import Manifest, ManifestV2
 from pgautodumper.parallel_backup import run_parallel_backup
@@ -95,15 +96,7 @@ def database_name(info: ConnectionInfo) -> str:
     show_default="the CPUs available",
     help="Parallel COPY streams (format 2).",
 )
-@click.option(
-    "--lock-wait-timeout",
-    "lock_wait_timeout_seconds",
-    type=click.IntRange(1),
-    default=DEFAULT_LOCK_WAIT_TIMEOUT_SECONDS,
-    show_default=True,
-    metavar="SECONDS",
-    help="Fail with LockTimeoutError (exit 15) when a table stays locked this long.",
-)
+@lock_wait_option("the dump")
 @click.option(
     "--ssl-root-cert",
     metavar="ARN",

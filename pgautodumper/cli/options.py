@@ -10,6 +10,7 @@ import click
 from pydantic import BaseModel
 
 from pgautodumper.connection import ConnectionInfo
+from pgautodumper.contract import DEFAULT_LOCK_WAIT_TIMEOUT_SECONDS
 from pgautodumper.errors import UsageError
 from pgautodumper.secrets import fetch_secret
 
@@ -39,6 +40,19 @@ def bucket_options(
 
 def json_option(func: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")(func)
+
+
+def lock_wait_option(what: str) -> Callable[..., Any]:
+    """--lock-wait-timeout: how long ``what`` may wait for one lock before failing by name."""
+    return click.option(
+        "--lock-wait-timeout",
+        "lock_wait_timeout_seconds",
+        type=click.IntRange(1),
+        default=DEFAULT_LOCK_WAIT_TIMEOUT_SECONDS,
+        show_default=True,
+        metavar="SECONDS",
+        help=f"Fail with LockTimeoutError (exit 15) when {what} waits this long for a lock.",
+    )
 
 
 def source_options(func: Callable[..., Any]) -> Callable[..., Any]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from pgautodumper.cli.options import bucket_options, emit, json_option
+from pgautodumper.cli.options import bucket_options, emit, json_option, lock_wait_option
 from pgautodumper.connection import ConnectionInfo
 from pgautodumper.errors import UsageError
 from pgautodumper.parallel_restore import default_jobs
@@ -53,6 +53,7 @@ from pgautodumper.roles import CreatedRoles
     help="Parallel loaders and pg_restore jobs (format 2).",
 )
 @click.option("--analyze", is_flag=True, help="Run ANALYZE on what was restored.")
+@lock_wait_option("a statement of the restore")
 @json_option
 def command(
     bucket: str,
@@ -68,6 +69,7 @@ def command(
     schemas: tuple[str, ...],
     jobs: int,
     analyze: bool,
+    lock_wait_timeout_seconds: int,
     as_json: bool,
 ) -> None:
     """Restore a backup, checking every object's sha256 while streaming."""
@@ -85,6 +87,7 @@ def command(
         analyze=analyze,
         tables=list(tables),
         schemas=list(schemas),
+        lock_wait_timeout_seconds=lock_wait_timeout_seconds,
     )
     result = restore(bucket, keys, ConnectionInfo.from_url(database_url), options)
     what = f"{', '.join(result.tables)} from " if result.tables else ""
@@ -94,6 +97,9 @@ def command(
     ]
     if result.roles is not None:
         lines += _roles_lines(result.roles)
+    if (properties := result.database_properties) is not None:
+        lines.append(f"database settings, grants, comment and owner: {properties.applied} set")
+        lines += [f"  not set: {failure}" for failure in properties.failed]
     emit(result, as_json, "\n".join(lines))
 
 

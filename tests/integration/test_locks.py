@@ -1,4 +1,5 @@
-"""A locked table fails a backup promptly and by name, with nothing stored."""
+"""A locked table fails a backup promptly and by name, with nothing stored; a restore's
+lock waits on other sessions are bounded the same way."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from contextlib import contextmanager
 import psycopg
 import pytest
 
-from pgautodumper import blockers
+from pgautodumper import blockers, lock_watch
 from pgautodumper.backup import BackupOptions, run_backup
 from pgautodumper.connection import ConnectionInfo, connect
 from pgautodumper.errors import LockTimeoutError
@@ -214,3 +215,128 @@ def test_long_lock_holders_names_old_transactions_that_lock_tables(make_database
 )
 def test_pg_dump_lock_timeouts_are_recognised(stderr: str, expected: bool):
     assert blockers.pg_dump_lock_timeout(stderr) is expected
+
+
+SHOP = """
+CREATE TABLE customers (id int PRIMARY KEY, name text);
+INSERT INTO customers SELECT g, 'c' || g FROM generate_series(1, 100) g;
+CREATE TABLE orders (id int PRIMARY KEY, customer_id int REFERENCES customers, amount int);
+INSERT INTO orders SELECT g, 1 + g % 100, g FROM generate_series(1, 5000) g;
+"""
+
+# The sessions of a restore (lock_watch.tagged).
+_RESTORE_SESSIONS = (
+    "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'pgautodumper restore %'"
+)
+
+
+def _restore_error(result) -> str:
+    assert result.returncode == 15, result.stderr
+    assert "Traceback" not in result.stderr
+    assert BACKUP_PASSWORD not in result.stderr + result.stdout
+    error = [line for line in result.stderr.splitlines() if line.startswith("pgautodumper: error")]
+    assert len(error) == 1, result.stderr
+    return error[0]
+
+
+def _no_restore_session_left(url: str) -> None:
+    with psycopg.connect(url, autocommit=True) as admin:
+        wait_until(
+            lambda: admin.execute(_RESTORE_SESSIONS).fetchone() == (0,),
+            "the restore's sessions are gone",
+        )
+
+
+def test_a_restore_blocked_by_an_open_transaction_fails_by_name_then_runs_again(
+    cli, make_database, bucket
+):
+    """The everyday restore into a live database: the restored table's foreign key needs
+    SHARE ROW EXCLUSIVE on the table it references, which an application's transaction
+    left open after a write blocks for as long as it stays open."""
+    source = make_database(SHOP)
+    assert (
+        cli("backup", "--database-url", source, "--bucket", bucket, "--name", "shop").returncode
+        == 0
+    )
+    with psycopg.connect(source, autocommit=True) as conn:
+        conn.execute("DROP TABLE orders")
+    restore = (
+        "restore", "--bucket", bucket, "--latest", "--name", "shop", "--database-url", source,
+        "--table", "public.orders", "--jobs", "2",
+    )  # fmt: skip
+
+    with migration(source, "UPDATE customers SET name = name WHERE id = 1", name="app-7") as pid:
+        error = _restore_error(cli(*restore, "--lock-wait-timeout", "2", timeout=300))
+        _no_restore_session_left(source)  # nothing of ours still waits
+
+    assert "waited 2s for ShareRowExclusiveLock on public.customers" in error
+    assert "ADD CONSTRAINT orders_customer_id_fkey FOREIGN KEY" in error  # what waited
+    assert f"pid {pid} (application_name 'app-7'" in error
+    assert "holds RowExclusiveLock on public.customers" in error
+    assert "idle in transaction: UPDATE customers" in error
+    assert f"pg_terminate_backend({pid})" in error and "--lock-wait-timeout" in error
+
+    again = cli(*restore, "--clean")  # once the transaction ended
+    assert again.returncode == 0, again.stderr
+    with psycopg.connect(source, autocommit=True) as conn:
+        assert conn.execute("SELECT count(*) FROM orders").fetchone() == (5000,)
+        assert conn.execute(
+            "SELECT count(*) FROM pg_constraint WHERE conrelid = 'orders'::regclass"
+            " AND contype = 'f'"
+        ).fetchone() == (1,)
+
+
+def test_a_clean_restore_waits_for_a_reader_no_longer_than_the_lock_wait(
+    cli, make_database, bucket
+):
+    """Format 1, pg_restore --clean: its DROPs need ACCESS EXCLUSIVE, which a reader's
+    open transaction blocks."""
+    source = make_database(SHOP)
+    backed_up = cli(
+        "backup", "--database-url", source, "--bucket", bucket, "--name", "f1", "--format", "1"
+    )
+    assert backed_up.returncode == 0, backed_up.stderr
+
+    restore = (
+        "restore", "--bucket", bucket, "--latest", "--name", "f1", "--database-url", source,
+        "--clean", "--lock-wait-timeout", "2",
+    )  # fmt: skip
+    with migration(source, "SELECT count(*) FROM orders", name="report") as pid:
+        error = _restore_error(cli(*restore, timeout=300))
+        _no_restore_session_left(source)
+
+    assert "for AccessExclusiveLock on public.orders" in error
+    assert f"pid {pid} (application_name 'report'" in error
+    assert "holds AccessShareLock on public.orders" in error
+
+
+def _read_orders(url: str, application_name: str, outcome: list[object]) -> None:
+    with psycopg.connect(url, application_name=application_name, autocommit=True) as conn:
+        try:
+            outcome.append(conn.execute("SELECT count(*) FROM orders").fetchone())
+        except psycopg.Error as exc:
+            outcome.append(exc)
+
+
+def test_the_watch_counts_only_waits_on_sessions_outside_the_restore(make_database):
+    source = make_database(SHOP)
+    with lock_watch.watching(ConnectionInfo.from_url(source), 1) as watch:
+        ours = watch.target.params["application_name"]
+        own_wait: list[object] = []
+        with migration(source, "LOCK TABLE orders IN ACCESS EXCLUSIVE MODE", name=ours):
+            reader = threading.Thread(target=_read_orders, args=(source, ours, own_wait))
+            reader.start()
+            reader.join(timeout=3)  # three lock waits long: a wait between our own sessions
+        reader.join(timeout=60)
+        assert own_wait == [(5000,)] and watch.expired is None
+
+        cancelled: list[object] = []
+        with migration(source, "LOCK TABLE orders IN ACCESS EXCLUSIVE MODE", name="ddl") as pid:
+            reader = threading.Thread(target=_read_orders, args=(source, ours, cancelled))
+            reader.start()
+            reader.join(timeout=60)
+        assert len(cancelled) == 1 and isinstance(cancelled[0], psycopg.errors.QueryCanceled)
+        assert watch.expired is not None
+        assert f"pid {pid} (application_name 'ddl'" in watch.expired.message
+        assert "for AccessShareLock on public.orders" in watch.expired.message
+        assert "SELECT count(*) FROM orders" in watch.expired.message

@@ -1,7 +1,9 @@
 """The worst day: a new, empty server, where none of the backup's roles exist.
 
 The source lives on the test server with its own roles (an owner group, a
-login member with settings, a reader granted SELECT, default privileges).
+login member with settings, a reader granted SELECT, default privileges), and
+database-level settings, grants and a comment, which pg_restore restores only
+with --create.
 The target is a second, empty cluster (initdb'd here). Also: verify's scratch
 server gets the roles too, and an extension the scratch server lacks gives a
 WARN verdict naming it and the tables it could not check.
@@ -79,12 +81,38 @@ def privileges(url: str) -> tuple[list, list, list]:
         )
 
 
+def database_sql(dbname: str) -> str:
+    return f"""
+    ALTER DATABASE "{dbname}" SET search_path = app, "$user", public;
+    ALTER DATABASE "{dbname}" SET timezone = 'Europe/Paris';
+    ALTER ROLE {APP} IN DATABASE "{dbname}" SET work_mem = '64MB';
+    REVOKE ALL ON DATABASE "{dbname}" FROM PUBLIC;
+    GRANT CONNECT ON DATABASE "{dbname}" TO {APP};
+    GRANT CONNECT, TEMPORARY ON DATABASE "{dbname}" TO {READER} WITH GRANT OPTION;
+    COMMENT ON DATABASE "{dbname}" IS 'the shop''s database';
+    """
+
+
+_DATABASE_PROPERTIES = """
+SELECT d.datdba::regrole::text, d.datacl::text, shobj_description(d.oid, 'pg_database'),
+       ARRAY(SELECT s.setrole::regrole::text || ': ' || array_to_string(s.setconfig, ' | ')
+               FROM pg_db_role_setting s WHERE s.setdatabase = d.oid ORDER BY 1)
+  FROM pg_database d WHERE d.datname = current_database()
+"""
+
+
+def database_properties(url: str) -> tuple:
+    with psycopg.connect(url) as conn:
+        return conn.execute(_DATABASE_PROPERTIES).fetchone()
+
+
 @pytest.fixture(scope="module")
 def source(pg) -> Iterator[str]:
     pg.psql(ROLES_SQL)
     dbname = f"roles_{SUFFIX}"
     pg.psql(f'CREATE DATABASE "{dbname}" TEMPLATE template0')
     pg.psql(SCHEMA_SQL, dbname=dbname)
+    pg.psql(database_sql(dbname))
     yield pg.url("pgad_backup", BACKUP_PASSWORD, dbname)
     pg.psql(f'DROP DATABASE "{dbname}" WITH (FORCE)')
     pg.psql(f"DROP ROLE {APP}; DROP ROLE {READER}; DROP ROLE {OWNER}")
@@ -133,6 +161,8 @@ def test_a_restore_into_a_new_server_recreates_the_roles(cli, source, new_server
     assert f"created role(s): {APP}, {OWNER}, {READER}" in restored.stdout
     assert f"login role(s) without a password: {APP}" in restored.stdout
     assert privileges(target) == privileges(source)
+    assert database_properties(target) == database_properties(source)
+    assert "database settings, grants, comment and owner: 9 set" in restored.stdout
     with psycopg.connect(new_server.admin_url) as conn:
         app = conn.execute(
             "SELECT a.rolpassword IS NULL, a.rolconnlimit, r.rolconfig FROM pg_authid a"
@@ -208,6 +238,13 @@ def test_objects_of_the_bootstrap_superuser_are_refused_up_front_by_name(
     plain = cli("restore", "--bucket", bucket, "--latest", "--name", "roles",
                 "--database-url", target, "--no-owner")  # fmt: skip
     assert plain.returncode == 0, plain.stderr
+    # The database's own settings too (no grants, no owner); a setting of a role this
+    # server lacks is named, with the reason, and the rest still applies.
+    assert "database settings, grants, comment and owner: 3 set" in plain.stdout
+    assert f'not set: ALTER ROLE "{APP}" IN DATABASE' in plain.stdout
+    assert "does not exist" in plain.stdout
+    with psycopg.connect(target) as conn:
+        assert conn.execute("SHOW search_path").fetchone() == ('app, "$user", public',)
 
 
 def test_verify_on_a_scratch_role_that_may_not_give_owners_restores_without_them(
