@@ -21,6 +21,7 @@ code, documented in the README.
     │   ├── TargetNotEmptyError            exit 14  restore target holds objects, no --clean
     │   ├── LockTimeoutError               exit 15  a lock stayed held past the lock wait
     │   ├── MissingRolesError              exit 16  the restore target lacks roles the backup needs
+    │   ├── MissingExtensionsError         exit 19  the restore target cannot create an extension
     │   └── OwnershipError                 exit 18  the restorer may not give objects their owners
     ├── PgToolError
     │   ├── PgVersionMismatchError         exit 20  no pg_dump/pg_restore new enough
@@ -222,6 +223,17 @@ class MissingRolesError(DatabaseError):
     next_step = (
         "Restore with --with-roles (creates the missing roles, without passwords) or "
         "--no-owner (restores without owners and grants)."
+    )
+
+
+class MissingExtensionsError(DatabaseError):
+    """The restore target's server cannot create extensions the backup uses: their
+    packages are not installed there."""
+
+    exit_code = 19
+    next_step = (
+        "Install the extensions named above on the target server, or restore into a server "
+        "that has them; nothing was restored."
     )
 
 

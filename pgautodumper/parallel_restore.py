@@ -84,6 +84,7 @@ from pgautodumper.contract import DEFAULT_LOCK_WAIT_TIMEOUT_SECONDS
 from pgautodumper.database_properties import AppliedProperties
 from pgautodumper.errors import (
     DatabaseError,
+    MissingExtensionsError,
     OwnershipError,
     RestoreFailedError,
     TargetNotEmptyError,
@@ -104,6 +105,11 @@ SELECT n.nspname, c.relname FROM pg_catalog.pg_class c
    AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp\\_%'
 """
 _SCHEMAS = "SELECT nspname FROM pg_catalog.pg_namespace"
+
+
+def available_extensions(conn: psycopg.Connection) -> set[str]:
+    """The extensions the server can create (its packages are installed)."""
+    return {r[0] for r in conn.execute("SELECT name FROM pg_catalog.pg_available_extensions")}
 
 
 def default_jobs() -> int:
@@ -164,6 +170,7 @@ class _Target:
     relations: set[tuple[str, str]]
     schemas: set[str]
     user_relations: int
+    extensions: set[str]  # available on the server
 
 
 class _Stop:
@@ -348,6 +355,17 @@ class _Restore:
                 f"({found.user_relations} relations)",
                 hint="restore into an empty database, pass --clean to drop and replace "
                 "objects, or name tables with --table",
+            )
+        missing = sorted(set(self.manifest.extensions) - found.extensions)
+        if missing and not self.request.partial and not self.request.tolerant:
+            # Else pre-data stops at the first CREATE EXTENSION, with part of it restored.
+            raise MissingExtensionsError(
+                f"the restore target {self.target.describe()} cannot create extension(s) "
+                f"{', '.join(missing)}, which the backup {self.manifest.dump_key} uses: their "
+                "packages are not installed on that server; nothing was restored",
+                hint="install them on the target server (Debian/Ubuntu: the "
+                "postgresql-<major>-<extension> package; RDS/Aurora: SHOW "
+                "rds.extensions lists what it offers), or restore into a server that has them",
             )
         self.dbname = found.dbname
         self.env = self.target.libpq_env(settings=restore_settings(found.server_version_num))
@@ -793,6 +811,7 @@ def inspect(target: ConnectionInfo) -> _Target:
         try:
             relations = {(s, t) for s, t in conn.execute(_RELATIONS).fetchall()}
             schemas = {row[0] for row in conn.execute(_SCHEMAS).fetchall()}
+            extensions = available_extensions(conn)
             count = conn.execute(
                 "SELECT pg_catalog.count(*) FROM pg_catalog.pg_class c"
                 " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
@@ -811,6 +830,7 @@ def inspect(target: ConnectionInfo) -> _Target:
             relations=relations,
             schemas=schemas,
             user_relations=count[0] if count else 0,
+            extensions=extensions,
         )
 
 

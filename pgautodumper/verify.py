@@ -31,6 +31,7 @@ from pgautodumper.errors import (
     redact,
 )
 from pgautodumper.manifest import Manifest, ManifestV2, Verdict, VerifiedTable
+from pgautodumper.parallel_restore import available_extensions
 from pgautodumper.restore import RestoreOptions, restore
 from pgautodumper.snapshot import count_rows
 
@@ -186,15 +187,14 @@ def scratch_options(scratch: ConnectionInfo, manifest: Manifest | ManifestV2) ->
     them (so owners and grants are restored, hence verified, too), and past the errors
     of extensions it cannot load (a WARN verdict names them)."""
     with connect(scratch) as admin:
-        may_create_roles, available = admin.execute(
-            "SELECT rolsuper OR rolcreaterole,"
-            " ARRAY(SELECT name FROM pg_catalog.pg_available_extensions)"
-            " FROM pg_catalog.pg_roles WHERE rolname = current_user"
+        (may_create_roles,) = admin.execute(
+            "SELECT rolsuper OR rolcreaterole FROM pg_catalog.pg_roles WHERE rolname = current_user"
         ).fetchone()
+        available = available_extensions(admin)
     if not isinstance(manifest, ManifestV2):
         return RestoreOptions(no_owner=True, database_properties=False)
     with_roles = manifest.roles is not None and may_create_roles
-    missing = sorted(set(manifest.extensions) - set(available))
+    missing = sorted(set(manifest.extensions) - available)
     if missing:
         log.warning("the scratch server lacks extension(s): %s", ", ".join(missing))
     return RestoreOptions(

@@ -278,7 +278,7 @@ def test_verify_restores_owners_and_grants_and_leaves_no_role_behind(
         assert {r[0] for r in conn.execute("SELECT rolname FROM pg_roles")} == before
 
 
-# -- an extension the scratch server lacks: WARN, not a failed verify --------------------
+# -- an extension the server lacks: WARN, not a failed verify; a restore refuses -------
 
 EXTENSION = f"pgad_warn_{SUFFIX}"
 _FILES = {
@@ -297,7 +297,9 @@ def _extension_folder(pg) -> Path:
     return folder
 
 
-def test_an_extension_the_scratch_server_lacks_is_a_warn(cli, pg, make_database, bucket, s3):
+def test_an_extension_the_server_lacks_is_a_warn_for_verify_and_refused_by_restore(
+    cli, pg, make_database, bucket, s3
+):
     folder = _extension_folder(pg)
     paths = [folder / name for name in _FILES]
     for path, text in zip(paths, _FILES.values(), strict=True):
@@ -327,3 +329,15 @@ def test_an_extension_the_scratch_server_lacks_is_a_warn(cli, pg, make_database,
             ".manifest.json", ".verified.json"))["Body"].read()
     )  # fmt: skip
     assert stored["verdict"] == "warn" and EXTENSION in stored["reason"]
+
+    # A restore cannot leave those tables out: it names the extension before any change.
+    target = make_database()
+    refused = cli("restore", "--bucket", bucket, "--latest", "--name", "roles",
+                  "--database-url", target)  # fmt: skip
+    assert refused.returncode == 19, refused.stderr
+    assert f"cannot create extension(s) {EXTENSION}" in refused.stderr
+    assert "nothing was restored" in refused.stderr and "Traceback" not in refused.stderr
+    with psycopg.connect(target) as conn:
+        assert conn.execute("SELECT count(*) FROM pg_class WHERE relname = 'plain'").fetchone() == (
+            0,
+        )
