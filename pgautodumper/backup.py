@@ -122,11 +122,17 @@ class RowCounter(threading.Thread):
         self.join(timeout=30)
 
 
-def pg_dump_argv(tool: PgTool, snapshot_id: str, *, lock_wait_timeout_seconds: int) -> list[str]:
+def pg_dump_argv(
+    tool: PgTool, snapshot_id: str, *, lock_wait_timeout_seconds: int, encoding: str
+) -> list[str]:
     """No connection string: host, user and password travel in the environment.
 
     ``--lock-wait-timeout`` (milliseconds) bounds pg_dump's own LOCK TABLE waits:
     they can queue behind an ACCESS EXCLUSIVE request that arrived after ours.
+    ``--encoding`` is the database's: without it pg_dump dumps in whatever client
+    encoding the session gets (PGCLIENTENCODING, or a client_encoding set on the
+    role or the database), and a LATIN1 one fails on the first character LATIN1
+    lacks; format 2's COPY streams are in the same encoding.
     """
     return [
         str(tool.path),
@@ -134,6 +140,7 @@ def pg_dump_argv(tool: PgTool, snapshot_id: str, *, lock_wait_timeout_seconds: i
         "--compress=0",
         f"--snapshot={snapshot_id}",
         f"--lock-wait-timeout={lock_wait_timeout_seconds * 1000}",
+        f"--encoding={encoding}",
         "-w",
     ]
 
@@ -169,6 +176,7 @@ def run_backup(
                     tool,
                     snapshot.snapshot_id,
                     lock_wait_timeout_seconds=options.lock_wait_timeout_seconds,
+                    encoding=server.encoding,
                 ),
                 info.libpq_env(),
                 stdout=subprocess.PIPE,

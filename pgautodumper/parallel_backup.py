@@ -310,9 +310,6 @@ def run_parallel_backup(
                 server_version_num=server.server_version_num,
                 locked=[t.oid for t in locked],
             )
-            encoding = conn.execute(
-                "SELECT pg_catalog.current_setting('server_encoding')"
-            ).fetchone()[0]
             needed_roles = roles.collect(conn)
             extensions = [
                 row[0]
@@ -336,12 +333,13 @@ def run_parallel_backup(
         dump_env = info.libpq_env()
         copy_env = info.libpq_env(settings=session_settings(server.server_version_num))
         # COPY writes the client encoding: the database's own, whatever the environment,
-        # the role or the database say (pg_dump does the same).
-        copy_env["PGCLIENTENCODING"] = encoding
+        # the role or the database say (pg_dump gets --encoding for the same reason).
+        copy_env["PGCLIENTENCODING"] = server.encoding
         base = pg_dump_argv(
             pg_dump,
             snapshot.snapshot_id,
             lock_wait_timeout_seconds=options.lock_wait_timeout_seconds,
+            encoding=server.encoding,
         )
         schema = _Stream(keys.schema_archive, f"the schema archive of {server.database}")
         data = _Stream(keys.data_archive, f"the remaining-data archive of {server.database}")

@@ -17,7 +17,7 @@ from typing import Protocol
 
 import psycopg
 from psycopg import sql
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from pgautodumper.connection import ConnectionInfo, connect
 from pgautodumper.errors import (
@@ -58,6 +58,7 @@ class ServerInfo(BaseModel):
     server_version_num: int
     database_size_bytes: int
     is_replica: bool
+    encoding: str = Field(description="server_encoding: what every stream of a backup is in")
 
 
 def server_info(conn: psycopg.Connection) -> ServerInfo:
@@ -65,7 +66,7 @@ def server_info(conn: psycopg.Connection) -> ServerInfo:
         "SELECT pg_catalog.current_database(), pg_catalog.current_setting('server_version'),"
         " pg_catalog.current_setting('server_version_num')::pg_catalog.int4,"
         " pg_catalog.pg_database_size(pg_catalog.current_database()),"
-        " pg_catalog.pg_is_in_recovery()"
+        " pg_catalog.pg_is_in_recovery(), pg_catalog.current_setting('server_encoding')"
     ).fetchone()
     assert row is not None
     return ServerInfo(
@@ -74,6 +75,7 @@ def server_info(conn: psycopg.Connection) -> ServerInfo:
         server_version_num=row[2],
         database_size_bytes=row[3],
         is_replica=row[4],
+        encoding=row[5],
     )
 
 

@@ -87,6 +87,14 @@ SELECT g AS id, ('<p>' || g || '</p><q/>')::xml AS body,
   FROM generate_series(1, 40000) g;
 """
 
+# Text LATIN1 cannot hold, in a small table (pg_dump writes it) and in one streamed in
+# parts (at a 1 MiB threshold): a LATIN1 client_encoding must not reach either stream.
+UNICODE = """
+CREATE TABLE names AS SELECT g AS id, 'Zoë 日本 ' || g AS name FROM generate_series(1, 50) g;
+CREATE TABLE words AS
+SELECT g AS id, '汉字 ünï ' || g AS word, repeat('ж', 20) AS pad FROM generate_series(1, 40000) g;
+"""
+
 # A table whose count(*) outlasts a 100 ms statement_timeout (grown until it does).
 BIG = "CREATE TABLE big AS SELECT g AS id FROM generate_series(1, 1000000) g;"
 
@@ -100,6 +108,7 @@ CANONICAL = {
     "statement_timeout": "0",
     "lock_timeout": "0",
     "idle_in_transaction_session_timeout": "0",
+    "client_encoding": "UTF8",
 }
 
 
@@ -133,6 +142,7 @@ CASES = [
     Case("array_nulls", "off", extra_sql=STREAMED, streamed=True),
     Case("default_transaction_isolation", "'serializable'"),
     Case("default_transaction_read_only", "on"),
+    Case("client_encoding", "'LATIN1'", extra_sql=UNICODE, streamed=True),
 ]  # fmt: skip
 
 
