@@ -180,7 +180,8 @@ def session_settings(server_version_num: int, *, writable: bool = False) -> dict
     read as content: a database set to ``xmloption = document`` would refuse
     the fragments a COPY of an xml column carries, so loading a part would fail.
     And ``array_nulls`` stays on: off, a NULL element of a text[] would load as
-    the string 'NULL'.
+    the string 'NULL'. ``enable_tidscan`` stays on too: off, every ctid range of a
+    split table would be read by a scan of the whole table.
     """
     settings = {
         "statement_timeout": "0",
@@ -197,6 +198,7 @@ def session_settings(server_version_num: int, *, writable: bool = False) -> dict
         "xmloption": "content",
         "array_nulls": "on",
         "standard_conforming_strings": "on",
+        "enable_tidscan": "on",
     }
     if server_version_num >= _TRANSACTION_TIMEOUT_SINCE:
         settings["transaction_timeout"] = "0"

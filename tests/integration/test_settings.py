@@ -297,6 +297,7 @@ def test_session_settings_are_version_aware():
     assert session_settings(170000)["transaction_timeout"] == "0"
     assert session_settings(150000)["search_path"] == ""
     assert session_settings(150000)["xmloption"] == "content"
+    assert session_settings(150000)["enable_tidscan"] == "on"  # ctid ranges stay range scans
     assert "default_transaction_read_only" not in session_settings(150000)
     assert session_settings(150000, writable=True)["default_transaction_read_only"] == "off"
     assert "transaction_timeout" not in restore_settings(150000)
