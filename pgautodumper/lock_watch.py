@@ -28,6 +28,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import psycopg
 
@@ -67,7 +68,7 @@ SELECT b.pid, l.mode, l.granted, a.application_name, a.usename, a.state, a.backe
 @dataclass(frozen=True)
 class _Wait:
     pid: int
-    query_start: object
+    query_start: datetime | None
     locktype: str
     mode: str
     relation: int | None
@@ -102,7 +103,7 @@ class LockWatch:
 
     def _poll(self, conn: psycopg.Connection, tag: str) -> None:
         now = time.monotonic()
-        waits = {_Wait(*row[:6], statement=_first_line(row[6])) for row in
+        waits = {_Wait(*row[:6], statement=_one_line(row[6])) for row in
                  conn.execute(_BLOCKED, {"tag": tag}).fetchall()}  # fmt: skip
         self._seen = {w: self._seen.get(w, now) for w in waits}
         overdue = [w for w, since in self._seen.items() if now - since >= self.wait_seconds]
@@ -181,7 +182,7 @@ def watching(target: ConnectionInfo, wait_seconds: int) -> Iterator[LockWatch]:
             thread.join(timeout=30)
 
 
-def _first_line(query: str | None) -> str:
+def _one_line(query: str | None) -> str:
     """Our own waiting statement (DDL or COPY: no data in it), on one line, cut short."""
     line = " ".join((query or "").split())
     return line if len(line) <= 160 else line[:157] + "..."
