@@ -20,6 +20,8 @@ rest still applies.
 from __future__ import annotations
 
 import logging
+import re
+from dataclasses import dataclass
 from typing import Literal
 
 import psycopg
@@ -62,6 +64,20 @@ LIST_SETTINGS = {
     "search_path", "temp_tablespaces", "session_preload_libraries",
     "local_preload_libraries", "shared_preload_libraries",
 }  # fmt: skip
+
+
+# A library named here that the server cannot load makes every new connection to the
+# database fail ("could not access file"): it must load before the setting is restored.
+_PRELOAD_SETTINGS = {"session_preload_libraries", "local_preload_libraries"}
+_LIST_ITEM = re.compile(r'"((?:[^"]|"")*)"|([^,\s]+)')
+
+
+def libraries(setting: str) -> tuple[str, ...]:
+    """The libraries a ``*_preload_libraries=...`` setting loads (none for any other)."""
+    name, _, value = setting.partition("=")
+    if name.lower() not in _PRELOAD_SETTINGS:
+        return ()
+    return tuple(quoted.replace('""', '"') or bare for quoted, bare in _LIST_ITEM.findall(value))
 
 
 class DatabaseGrant(BaseModel):
@@ -126,48 +142,61 @@ def set_clause(setting: str) -> sql.Composed:
     )
 
 
-def statements(props: DatabaseProperties, dbname: str, *, owners: bool) -> list[sql.Composed]:
+@dataclass(frozen=True)
+class Step:
+    """One statement, and the libraries that must load on the server before it runs."""
+
+    statement: sql.Composed
+    loads: tuple[str, ...] = ()
+
+
+def steps(props: DatabaseProperties, dbname: str, *, owners: bool) -> list[Step]:
     """What recreates ``props`` on the database ``dbname``; without owner and grants unless
     ``owners`` (--no-owner restores neither)."""
     database = sql.Identifier(dbname)
-    done: list[sql.Composed] = []
-    done += [
-        sql.SQL("ALTER DATABASE {} {}").format(database, set_clause(s)) for s in props.settings
+    done = [
+        Step(sql.SQL("ALTER DATABASE {} {}").format(database, set_clause(s)), libraries(s))
+        for s in props.settings
     ]
-    done += [
-        sql.SQL("ALTER ROLE {} IN DATABASE {} {}").format(
-            sql.Identifier(role.role), database, set_clause(setting)
-        )
-        for role in props.role_settings
-        for setting in role.settings
-    ]
+    for role in props.role_settings:
+        done += [
+            Step(
+                sql.SQL("ALTER ROLE {} IN DATABASE {} {}").format(
+                    sql.Identifier(role.role), database, set_clause(setting)
+                ),
+                libraries(setting),
+            )
+            for setting in role.settings
+        ]
     if owners and props.grants is not None:
-        done.append(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(database))
+        done.append(Step(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(database)))
         for grant in props.grants:
             grantee = sql.Identifier(grant.grantee) if grant.grantee else sql.SQL("PUBLIC")
             option = sql.SQL(" WITH GRANT OPTION" if grant.grantable else "")
-            done.append(sql.SQL("GRANT {} ON DATABASE {} TO {}{}").format(
+            done.append(Step(sql.SQL("GRANT {} ON DATABASE {} TO {}{}").format(
                 sql.SQL(grant.privilege), database, grantee, option
-            ))  # fmt: skip
+            )))  # fmt: skip
     if props.comment is not None:
-        done.append(sql.SQL("COMMENT ON DATABASE {} IS {}").format(
+        done.append(Step(sql.SQL("COMMENT ON DATABASE {} IS {}").format(
             database, sql.Literal(props.comment)
-        ))  # fmt: skip
+        )))  # fmt: skip
     if owners:  # last: a restoring role that owned the database may no longer alter it after
-        done.append(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(
+        done.append(Step(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(
             database, sql.Identifier(props.owner)
-        ))  # fmt: skip
+        )))  # fmt: skip
     return done
 
 
 def apply(target: ConnectionInfo, props: DatabaseProperties, *, owners: bool) -> AppliedProperties:
-    """Run :func:`statements` on the target, each on its own; refusals are reported."""
+    """Run :func:`steps` on the target, each on its own; refusals are reported."""
     result = AppliedProperties()
     with connect(target, writable=True) as conn:
-        for statement in statements(props, conn.info.dbname, owners=owners):
-            text = statement.as_string(conn)
+        for step in steps(props, conn.info.dbname, owners=owners):
+            text = step.statement.as_string(conn)
             try:
-                conn.execute(statement)
+                for library in step.loads:
+                    conn.execute(sql.SQL("LOAD {}").format(sql.Literal(library)))
+                conn.execute(step.statement)
             except psycopg.Error as exc:
                 error = redact(str(exc), target.secret_values()).strip().splitlines()[0]
                 result.failed.append(f"{text}: {error}")

@@ -21,6 +21,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from pgautodumper.connection import ConnectionInfo
+from pgautodumper.database_properties import DatabaseProperties, apply, libraries
 from pgautodumper.scratch import ThrowawayPostgres
 from tests.conftest import BACKUP_PASSWORD
 
@@ -341,3 +343,35 @@ def test_an_extension_the_server_lacks_is_a_warn_for_verify_and_refused_by_resto
         assert conn.execute("SELECT count(*) FROM pg_class WHERE relname = 'plain'").fetchone() == (
             0,
         )
+
+
+# -- database properties that could lock everyone out -------------------------------------
+
+
+def test_a_preload_library_the_target_cannot_load_is_reported_not_set(make_database):
+    """ALTER DATABASE SET session_preload_libraries naming a library the server lacks would
+    make every new connection to it fail: such a setting is named, not applied."""
+    target = make_database()
+    properties = DatabaseProperties(
+        owner="postgres",
+        settings=[
+            'session_preload_libraries="pgad_no_such_lib", auto_explain',
+            "work_mem=8MB",
+        ],
+    )
+    result = apply(ConnectionInfo.from_url(target), properties, owners=False)
+
+    assert result.applied == 1 and len(result.failed) == 1
+    assert "session_preload_libraries" in result.failed[0]
+    assert "pgad_no_such_lib" in result.failed[0]
+    with psycopg.connect(target) as conn:  # still reachable, the other setting applied
+        assert conn.execute("SHOW work_mem").fetchone() == ("8MB",)
+        assert conn.execute("SHOW session_preload_libraries").fetchone() == ("",)
+
+
+def test_preload_libraries_are_read_from_the_stored_setting():
+    assert libraries('session_preload_libraries=auto_explain, "odd ""lib"""') == (
+        "auto_explain",
+        'odd "lib"',
+    )
+    assert libraries("search_path=app, public") == ()
