@@ -80,6 +80,12 @@ def libraries(setting: str) -> tuple[str, ...]:
     return tuple(quoted.replace('""', '"') or bare for quoted, bare in _LIST_ITEM.findall(value))
 
 
+def load(conn: psycopg.Connection, names: tuple[str, ...]) -> None:
+    """LOAD each library; raises the server's error for the first that does not load."""
+    for name in names:
+        conn.execute(sql.SQL("LOAD {}").format(sql.Literal(name)))
+
+
 class DatabaseGrant(BaseModel):
     grantee: str | None = Field(description="a role, or None for PUBLIC")
     privilege: Literal["CONNECT", "CREATE", "TEMPORARY"]
@@ -194,8 +200,7 @@ def apply(target: ConnectionInfo, props: DatabaseProperties, *, owners: bool) ->
         for step in steps(props, conn.info.dbname, owners=owners):
             text = step.statement.as_string(conn)
             try:
-                for library in step.loads:
-                    conn.execute(sql.SQL("LOAD {}").format(sql.Literal(library)))
+                load(conn, step.loads)
                 conn.execute(step.statement)
             except psycopg.Error as exc:
                 error = redact(str(exc), target.secret_values()).strip().splitlines()[0]

@@ -36,7 +36,7 @@ from psycopg import sql
 from pydantic import BaseModel, Field
 
 from pgautodumper import database_properties
-from pgautodumper.database_properties import DatabaseProperties, set_clause
+from pgautodumper.database_properties import DatabaseProperties, libraries, set_clause
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +172,9 @@ class CreatedRoles(BaseModel):
     created: list[str] = Field(default_factory=list)
     need_password: list[str] = Field(default_factory=list, description="login roles created")
     not_granted: list[str] = Field(
-        default_factory=list, description="attributes only a superuser may give, left out"
+        default_factory=list,
+        description="attributes only a superuser may give, and settings naming a library "
+        "the server cannot load: left out",
     )
     assumed: list[str] = Field(
         default_factory=list,
@@ -253,11 +255,17 @@ def create_missing(conn: psycopg.Connection, roles: RoleSet) -> CreatedRoles:
             sql.SQL("CREATE ROLE {} WITH " + " ".join(options)).format(sql.Identifier(role.name))
         )
         for setting in role.settings:
+            try:
+                # A preload library the server lacks would refuse every login of the role.
+                database_properties.load(conn, libraries(setting))
+            except psycopg.Error as exc:
+                result.not_granted.append(f"{role.name}: {setting} ({str(exc).strip()})")
+                continue
             conn.execute(_alter_role_set(role.name, setting))
         result.created.append(role.name)
         if role.login:
             result.need_password.append(role.name)
-        result.not_granted += [f"{role.name}: {attribute}" for attribute in left_out]
+        result.not_granted += [f"{role.name}: {a} (needs a superuser)" for a in left_out]
     for membership in roles.memberships:
         if membership.member in absent or membership.group in absent:
             admin = sql.SQL(" WITH ADMIN OPTION" if membership.admin else "")

@@ -111,5 +111,5 @@ def _roles_lines(created: CreatedRoles) -> list[str]:
             "(set one: ALTER ROLE name PASSWORD ...)"
         )
     if created.not_granted:
-        lines.append(f"left out (needs a superuser): {', '.join(created.not_granted)}")
+        lines.append(f"left out: {', '.join(created.not_granted)}")
     return lines

@@ -21,8 +21,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from pgautodumper.connection import ConnectionInfo
+from pgautodumper.connection import ConnectionInfo, connect
 from pgautodumper.database_properties import DatabaseProperties, apply, libraries
+from pgautodumper.roles import Role, RoleSet, create_missing
 from pgautodumper.scratch import ThrowawayPostgres
 from tests.conftest import BACKUP_PASSWORD
 
@@ -375,3 +376,31 @@ def test_preload_libraries_are_read_from_the_stored_setting():
         'odd "lib"',
     )
     assert libraries("search_path=app, public") == ()
+
+
+def test_a_created_role_gets_no_preload_library_the_server_cannot_load(make_database, pg):
+    name = f"preload_{secrets.token_hex(3)}"
+    wanted = RoleSet(
+        roles=[
+            Role(
+                name=name,
+                login=True,
+                settings=[
+                    "session_preload_libraries=pgad_no_such_lib",
+                    "work_mem=4MB",
+                ],
+            )
+        ],
+        memberships=[],
+    )
+    try:
+        with connect(ConnectionInfo.from_url(make_database()), writable=True) as conn:
+            created = create_missing(conn, wanted)
+            config = conn.execute(
+                "SELECT rolconfig FROM pg_roles WHERE rolname = %s", [name]
+            ).fetchone()
+        assert created.created == [name]
+        assert len(created.not_granted) == 1 and "pgad_no_such_lib" in created.not_granted[0]
+        assert config == (["work_mem=4MB"],)
+    finally:
+        pg.psql(f"DROP ROLE IF EXISTS {name}")
