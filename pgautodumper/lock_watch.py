@@ -96,7 +96,7 @@ class LockWatch:
         try:
             while not self._stop.wait(self.interval) and self.expired is None:
                 self._poll(conn, tag)
-        except psycopg.Error as exc:
+        except Exception as exc:  # an aid: whatever fails here must not end the restore
             if not self._stop.is_set():
                 detail = redact(str(exc), self.target.secret_values()).strip()
                 log.warning("the restore's lock waits are no longer watched: %s", detail)
