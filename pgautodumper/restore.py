@@ -37,8 +37,10 @@ from pgautodumper.database_properties import AppliedProperties
 from pgautodumper.errors import (
     ChecksumMismatchError,
     DatabaseError,
+    DatabaseNotFoundError,
     MissingRolesError,
     OwnershipError,
+    PgautodumperError,
     RestoreFailedError,
     TargetNotEmptyError,
     UsageError,
@@ -141,15 +143,30 @@ def restore(
             hint="restore it whole into a scratch database and copy the table from there, "
             "or take a new backup (format 2 is the default)",
         )
-    with lock_watch.watching(target, options.lock_wait_timeout_seconds) as watch:
-        try:
-            return _restore(bucket, keys, manifest, watch.target, options)
-        except (RestoreFailedError, DatabaseError) as exc:
-            if watch.expired is not None:
-                raise watch.expired from None
-            if isinstance(exc, RestoreFailedError):
-                raise role_cause(exc, target) or exc from None
-            raise
+    try:
+        with lock_watch.watching(target, options.lock_wait_timeout_seconds) as watch:
+            try:
+                return _restore(bucket, keys, manifest, watch.target, options)
+            except (RestoreFailedError, DatabaseError) as exc:
+                raise _cause(exc, watch, target) from None
+    except DatabaseNotFoundError as exc:
+        name = target.params.get("dbname") or "NAME"
+        raise DatabaseNotFoundError(
+            exc.message,
+            hint=f"a restore goes into a database that exists: create it first (createdb "
+            f"--template=template0 {name}), then run the restore again",
+        ) from None
+
+
+def _cause(
+    exc: RestoreFailedError | DatabaseError, watch: lock_watch.LockWatch, target: ConnectionInfo
+) -> PgautodumperError:
+    """What a failed restore reports: a lock wait it cancelled, a role, or the failure."""
+    if watch.expired is not None:
+        return watch.expired
+    if isinstance(exc, RestoreFailedError):
+        return role_cause(exc, target) or exc
+    return exc
 
 
 def _restore(

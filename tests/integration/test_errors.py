@@ -145,6 +145,16 @@ def test_restore_into_non_empty_target(cli, small_db, bucket, backed_up):
     assert_one_line_error(result, 14, "is not empty", "--clean")
 
 
+def test_restore_into_a_database_that_does_not_exist_says_create_it(cli, pg, bucket, backed_up):
+    url = pg.url(BACKUP_ROLE, BACKUP_PASSWORD, "not_created_yet")
+    result = cli(
+        "restore", "--bucket", bucket, "--key", backed_up["dump_key"], "--database-url", url
+    )
+    assert_one_line_error(
+        result, 12, "not_created_yet", "createdb --template=template0 not_created_yet"
+    )
+
+
 def test_restore_with_clean_replaces_objects(cli, small_db, bucket, backed_up, pg):
     dbname = small_db.rsplit("/", 1)[1]
     pg.psql("DELETE FROM t WHERE id > 10", dbname=dbname)
