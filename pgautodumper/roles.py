@@ -35,8 +35,8 @@ import psycopg
 from psycopg import sql
 from pydantic import BaseModel, Field
 
-from pgautodumper import database_properties
-from pgautodumper.database_properties import DatabaseProperties, libraries, set_clause
+from pgautodumper.database_properties import DatabaseProperties, libraries, load, set_clause
+from pgautodumper.database_properties import read as read_database_properties
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +163,7 @@ def collect(conn: psycopg.Connection) -> RoleSet:
         for group, member, admin in conn.execute(_MEMBERSHIPS).fetchall()
         if group in names and member in names
     ]
-    return RoleSet(roles=roles, memberships=memberships, database=database_properties.read(conn))
+    return RoleSet(roles=roles, memberships=memberships, database=read_database_properties(conn))
 
 
 class CreatedRoles(BaseModel):
@@ -257,7 +257,7 @@ def create_missing(conn: psycopg.Connection, roles: RoleSet) -> CreatedRoles:
         for setting in role.settings:
             try:
                 # A preload library the server lacks would refuse every login of the role.
-                database_properties.load(conn, libraries(setting))
+                load(conn, libraries(setting))
             except psycopg.Error as exc:
                 result.not_granted.append(f"{role.name}: {setting} ({str(exc).strip()})")
                 continue
