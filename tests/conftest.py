@@ -121,16 +121,22 @@ def bucket(s3) -> str:
     return name
 
 
+def create_database(server: ThrowawayPostgres, sql: str = "", *, name: str | None = None) -> str:
+    """A fresh database on ``server``, optionally filled by SQL; its TCP URL for the backup
+    role (which the server must have)."""
+    dbname = name or f"db_{secrets.token_hex(5)}"
+    server.psql(f'CREATE DATABASE "{dbname}" TEMPLATE template0')
+    if sql:
+        server.psql(sql, dbname=dbname)
+    return server.url(BACKUP_ROLE, BACKUP_PASSWORD, dbname)
+
+
 @pytest.fixture
 def make_database(pg: ThrowawayPostgres):
     """Create a fresh database, optionally filled by SQL; returns its TCP URL."""
 
     def make(sql: str = "", *, name: str | None = None) -> str:
-        dbname = name or f"db_{secrets.token_hex(5)}"
-        pg.psql(f'CREATE DATABASE "{dbname}" TEMPLATE template0')
-        if sql:
-            pg.psql(sql, dbname=dbname)
-        return pg.url(BACKUP_ROLE, BACKUP_PASSWORD, dbname)
+        return create_database(pg, sql, name=name)
 
     return make
 

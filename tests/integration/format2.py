@@ -38,6 +38,12 @@ _EXTENSION_FILES = {
     ),
 }
 
+# Creates it in a database, with a row of the user's in its configuration table.
+EXTENSION_SQL = f"""
+CREATE EXTENSION {EXTENSION};
+INSERT INTO pgad_fixture_config VALUES ('mine', 'set by the user', true);
+"""
+
 
 @contextmanager
 def fixture_extension(pg: ThrowawayPostgres) -> Iterator[None]:
@@ -97,10 +103,12 @@ def create_bucket() -> str:
     return name
 
 
-def backup(url: str, bucket: str, name: str, *extra: str) -> dict:
+def backup(
+    url: str, bucket: str, name: str, *extra: str, env: dict[str, str] | None = None
+) -> dict:
     result = run_cli(
         "backup", "--database-url", url, "--bucket", bucket, "--name", name, "--json",
-        "--stream-threshold-bytes", THRESHOLD, "--jobs", "2", *extra,
+        "--stream-threshold-bytes", THRESHOLD, "--jobs", "2", *extra, env=env,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert BACKUP_PASSWORD not in result.stdout + result.stderr

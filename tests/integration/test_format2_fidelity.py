@@ -16,6 +16,7 @@ from pgautodumper.scratch import ThrowawayPostgres
 from tests.conftest import BACKUP_PASSWORD, run_cli
 from tests.integration.format2 import (
     DATA,
+    EXTENSION_SQL,
     Databases,
     backup,
     contents,
@@ -27,10 +28,6 @@ from tests.integration.format2 import (
 
 FIDELITY_SQL = (DATA / "fidelity.sql").read_text()
 EVENTS = 'Ünïcødé "Schema".x.Big*Table."Quoted" ÉVÉNEMENTS'
-EXTENSION_SQL = """
-CREATE EXTENSION pgad_fixture;
-INSERT INTO pgad_fixture_config VALUES ('mine', 'set by the user', true);
-"""
 
 
 @pytest.fixture(scope="module")

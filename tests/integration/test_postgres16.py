@@ -9,16 +9,14 @@
 
 from __future__ import annotations
 
-import importlib.util
-import os
 import secrets
 from collections.abc import Iterator
-from pathlib import Path
 
 import psycopg
 import pytest
 
 from pgautodumper.scratch import ThrowawayPostgres
+from tests.integration.conftest import tools_of, wheel_bin_dir
 from tests.integration.format2 import backup, contents, differences
 
 SUFFIX = secrets.token_hex(3)
@@ -49,16 +47,9 @@ SELECT nspowner::regrole::text, nspacl::text FROM pg_namespace WHERE nspname = '
 """
 
 
-def _bin_dir() -> Path:
-    spec = importlib.util.find_spec("pgserver")  # located, not imported: no side effects
-    if spec is None or spec.origin is None:
-        pytest.skip("SKIPPED: the pgserver wheel (PostgreSQL 16) is not installed")
-    return Path(spec.origin).parent / "pginstall" / "bin"
-
-
 @pytest.fixture(scope="module")
 def pg16() -> Iterator[ThrowawayPostgres]:
-    with ThrowawayPostgres(bin_dir=_bin_dir()) as server:
+    with ThrowawayPostgres(bin_dir=wheel_bin_dir("pgserver", "PostgreSQL 16")) as server:
         server.psql("CREATE ROLE admin16 LOGIN SUPERUSER PASSWORD 'admin16-pw'")
         server.psql("CREATE ROLE master LOGIN CREATEROLE CREATEDB PASSWORD 'master-pw'")
         yield server
@@ -103,7 +94,7 @@ def test_a_16_server_is_dumped_by_pg_dump_16_restored_and_verified(pg16, bucket_
         dbname="src16",
     )
     source = pg16.url("admin16", "admin16-pw", "src16")
-    on_path = {"PATH": f"{pg16.bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    on_path = tools_of(pg16)
 
     dumped = cli("backup", "--database-url", source, "--bucket", bucket_name, "--name", "from16",
                  "--stream-threshold-bytes", str(1024 * 1024), "--json", env=on_path)  # fmt: skip

@@ -25,8 +25,9 @@ import pytest
 
 from pgautodumper.connection import pgoptions, restore_settings, session_settings
 from pgautodumper.scratch import ThrowawayPostgres
-from tests.conftest import BACKUP_PASSWORD
+from tests.conftest import BACKUP_PASSWORD, create_database
 from tests.faults import faulty_proxy
+from tests.integration.conftest import tools_of
 from tests.pgcompare import fingerprint
 
 DATA = """
@@ -231,16 +232,17 @@ def _backup_waiting_on_a_lock(source: str, args: list[str]) -> subprocess.Comple
 
 
 @pytest.mark.parametrize("case", CASES, ids=_id)
-def test_a_database_setting_breaks_nothing(
-    case: Case, cli, pg, make_database, bucket, s3, moto_server
-):
+def test_a_database_setting_breaks_nothing(case: Case, cli, pg, bucket, s3, moto_server, request):
+    # A setting newer than the test server's major is tried on PostgreSQL 18 (and its tools).
+    server, tools = pg, {}
     if server_version_num(pg) < case.needs:
-        pytest.skip(f"{case.name} needs PostgreSQL {case.needs // 10000}")
-    source = make_database(DATA + case.extra_sql)
-    target = make_database()
+        server = request.getfixturevalue("pg18")
+        tools = tools_of(server)
+    source = create_database(server, DATA + case.extra_sql)
+    target = create_database(server)
     for url in (source, target):
         dbname = url.rsplit("/", 1)[1]
-        pg.psql(f'ALTER DATABASE "{dbname}" SET {case.name} = {case.value}')
+        server.psql(f'ALTER DATABASE "{dbname}" SET {case.name} = {case.value}')
     # The setting is live for the source's own sessions, not elsewhere.
     shown = {}
     for url in (source, source.rsplit("/", 1)[0] + "/postgres"):
@@ -261,9 +263,9 @@ def test_a_database_setting_breaks_nothing(
         # Every part takes 2 s to upload, so the dump lasts longer than the timeout
         # while the snapshot's connection sits idle in its transaction.
         with faulty_proxy(moto_server, part_delay=2.0) as proxy:
-            backup = cli(*args, "--part-size", str(PART), env={"AWS_ENDPOINT_URL": proxy})
+            backup = cli(*args, "--part-size", str(PART), env={**tools, "AWS_ENDPOINT_URL": proxy})
     else:
-        backup = cli(*args)
+        backup = cli(*args, env=tools)
     assert backup.returncode == 0, backup.stderr
     manifest = json.loads(backup.stdout)
     assert manifest["database"] == source.rsplit("/", 1)[1]
@@ -273,20 +275,34 @@ def test_a_database_setting_breaks_nothing(
         assert manifest["duration_seconds"] > 2.0
 
     restored = cli(
-        "restore", "--bucket", bucket, "--key", manifest["dump_key"], "--database-url", target
+        "restore",
+        "--bucket",
+        bucket,
+        "--key",
+        manifest["dump_key"],
+        "--database-url",
+        target,
+        env=tools,
     )
     assert restored.returncode == 0, restored.stderr
     assert fingerprint(canonical(target)) == fingerprint(canonical(source))
 
-    with scratch_role(pg, case.name, case.value) as scratch:
+    with scratch_role(server, case.name, case.value) as scratch:
         verified = cli(
-            "verify", "--bucket", bucket, "--key", manifest["dump_key"], "--scratch-url", scratch
+            "verify",
+            "--bucket",
+            bucket,
+            "--key",
+            manifest["dump_key"],
+            "--scratch-url",
+            scratch,
+            env=tools,
         )
     assert verified.returncode == 0, verified.stderr
     verdict_key = manifest["manifest_key"].replace(".manifest.json", ".verified.json")
     verdict = json.loads(s3.get_object(Bucket=bucket, Key=verdict_key)["Body"].read())
     assert verdict["verdict"] == "passed"
-    assert pg.psql("SELECT datname FROM pg_database WHERE datname LIKE 'pgad_verify_%'") == ""
+    assert server.psql("SELECT datname FROM pg_database WHERE datname LIKE 'pgad_verify_%'") == ""
     for result in (backup, restored, verified):
         assert "Traceback" not in result.stderr
         assert BACKUP_PASSWORD not in result.stdout + result.stderr
