@@ -60,7 +60,7 @@ SELECT CASE WHEN a.grantee = 0 THEN NULL ELSE pg_catalog.pg_get_userbyid(a.grant
 
 # Settings whose value is a list keep their own quoting in setconfig ('"$user", public'):
 # written as they are, as pg_dump does (one quoted literal would make the list one element).
-LIST_SETTINGS = {
+_LIST_SETTINGS = {
     "search_path", "temp_tablespaces", "session_preload_libraries",
     "local_preload_libraries", "shared_preload_libraries",
 }  # fmt: skip
@@ -142,7 +142,7 @@ def read(conn: psycopg.Connection) -> DatabaseProperties:
 def set_clause(setting: str) -> sql.Composed:
     """``SET name = value`` for a stored ``name=value``."""
     name, _, value = setting.partition("=")
-    rendered = sql.SQL(value) if name.lower() in LIST_SETTINGS else sql.Literal(value)
+    rendered = sql.SQL(value) if name.lower() in _LIST_SETTINGS else sql.Literal(value)
     return sql.SQL("SET {} = {}").format(
         sql.SQL(".").join(map(sql.Identifier, name.split("."))), rendered
     )

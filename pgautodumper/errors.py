@@ -21,8 +21,8 @@ code, documented in the README.
     │   ├── TargetNotEmptyError            exit 14  restore target holds objects, no --clean
     │   ├── LockTimeoutError               exit 15  a lock stayed held past the lock wait
     │   ├── MissingRolesError              exit 16  the restore target lacks roles the backup needs
-    │   ├── MissingExtensionsError         exit 19  the restore target cannot create an extension
-    │   └── OwnershipError                 exit 18  the restorer may not give objects their owners
+    │   ├── OwnershipError                 exit 18  the restorer may not give objects their owners
+    │   └── MissingExtensionsError         exit 19  the restore target cannot create an extension
     ├── PgToolError
     │   ├── PgVersionMismatchError         exit 20  no pg_dump/pg_restore new enough
     │   ├── DumpFailedError                exit 21  pg_dump, compressor or upload failed

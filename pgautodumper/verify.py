@@ -192,7 +192,7 @@ def scratch_options(scratch: ConnectionInfo, manifest: Manifest | ManifestV2) ->
         ).fetchone()
         available = available_extensions(admin)
     if not isinstance(manifest, ManifestV2):
-        return RestoreOptions(no_owner=True, database_properties=False)
+        return RestoreOptions(no_owner=True)  # format 1 stores no roles, nor the database's
     with_roles = manifest.roles is not None and may_create_roles
     missing = sorted(set(manifest.extensions) - available)
     if missing:

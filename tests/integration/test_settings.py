@@ -275,29 +275,17 @@ def test_a_database_setting_breaks_nothing(case: Case, cli, pg, bucket, s3, moto
         assert manifest["duration_seconds"] > 2.0
 
     restored = cli(
-        "restore",
-        "--bucket",
-        bucket,
-        "--key",
-        manifest["dump_key"],
-        "--database-url",
-        target,
+        "restore", "--bucket", bucket, "--key", manifest["dump_key"], "--database-url", target,
         env=tools,
-    )
+    )  # fmt: skip
     assert restored.returncode == 0, restored.stderr
     assert fingerprint(canonical(target)) == fingerprint(canonical(source))
 
     with scratch_role(server, case.name, case.value) as scratch:
         verified = cli(
-            "verify",
-            "--bucket",
-            bucket,
-            "--key",
-            manifest["dump_key"],
-            "--scratch-url",
-            scratch,
+            "verify", "--bucket", bucket, "--key", manifest["dump_key"], "--scratch-url", scratch,
             env=tools,
-        )
+        )  # fmt: skip
     assert verified.returncode == 0, verified.stderr
     verdict_key = manifest["manifest_key"].replace(".manifest.json", ".verified.json")
     verdict = json.loads(s3.get_object(Bucket=bucket, Key=verdict_key)["Body"].read())
