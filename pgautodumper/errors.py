@@ -22,7 +22,8 @@ code, documented in the README.
     │   ├── LockTimeoutError               exit 15  a lock stayed held past the lock wait
     │   ├── MissingRolesError              exit 16  the restore target lacks roles the backup needs
     │   ├── OwnershipError                 exit 18  the restorer may not give objects their owners
-    │   └── MissingExtensionsError         exit 19  the restore target cannot create an extension
+    │   ├── MissingExtensionsError         exit 19  the restore target cannot create an extension
+    │   └── MissingTablespacesError        exit 23  the restore target lacks a tablespace
     ├── PgToolError
     │   ├── PgVersionMismatchError         exit 20  no pg_dump/pg_restore new enough
     │   ├── DumpFailedError                exit 21  pg_dump, compressor or upload failed
@@ -234,6 +235,17 @@ class MissingExtensionsError(DatabaseError):
     next_step = (
         "Install the extensions named above on the target server, or restore into a server "
         "that has them; nothing was restored."
+    )
+
+
+class MissingTablespacesError(DatabaseError):
+    """The restore target's server lacks tablespaces the backup's tables or indexes are
+    in (a new server usually)."""
+
+    exit_code = 23  # 10-19 are taken; the next free code, not a pg-tool failure
+    next_step = (
+        "Restore with --no-tablespaces (everything goes into the database's default "
+        "tablespace), or create the tablespaces named above on the target first."
     )
 
 

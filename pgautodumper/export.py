@@ -44,7 +44,7 @@ from pgautodumper.child import ToolProcess
 from pgautodumper.errors import ChecksumMismatchError, PgautodumperError, RestoreFailedError
 from pgautodumper.manifest import Manifest, ManifestV2, TablePart
 from pgautodumper.parallel_restore import feed, fetch_schema_archive
-from pgautodumper.pgtools import find_tool
+from pgautodumper.pgtools import find_tool, leave_out_flags
 from pgautodumper.restore import feed_dump
 
 log = logging.getLogger(__name__)
@@ -65,12 +65,17 @@ class ExportResult(BaseModel):
 
 
 def export(
-    bucket: str, keys: layout.BackupKeys, out: BinaryIO, *, no_owner: bool = False
+    bucket: str,
+    keys: layout.BackupKeys,
+    out: BinaryIO,
+    *,
+    no_owner: bool = False,
+    no_tablespaces: bool = False,
 ) -> ExportResult:
     """Write the backup to ``out`` (a binary file with a file descriptor) as SQL."""
     manifest = catalog.read_manifest(bucket, keys)
     pg_restore = str(find_tool("pg_restore", int(manifest.pg_dump_version.split(".")[0])).path)
-    flags = ["--no-owner", "--no-privileges"] if no_owner else []
+    flags = leave_out_flags(no_owner=no_owner, no_tablespaces=no_tablespaces)
     script = _Script(out, pg_restore, flags)
     try:
         if isinstance(manifest, ManifestV2):

@@ -155,6 +155,11 @@ class ManifestV2(BaseModel):
     extensions: list[str] = Field(
         default_factory=list, description="the extensions a restore needs (plpgsql aside)"
     )
+    tablespaces: list[str] = Field(
+        default_factory=list,
+        description="the tablespaces its tables and indexes are in (a restore needs them, "
+        "or --no-tablespaces)",
+    )
     tables: list[TableRows]
 
     def objects(self) -> list[StoredObject]:

@@ -76,6 +76,22 @@ PART_IN_FLIGHT = 1  # parallel streams upload in parallel already
 PSQL_WARN_SINCE = 13  # \warn, which carries COPY's row count to stderr
 _ROWS = re.compile(r"^PGAUTODUMPER_ROWS (\d+)$")
 
+# What a restore target's server must offer, checked before a restore changes anything.
+_EXTENSIONS = "SELECT extname FROM pg_catalog.pg_extension WHERE extname <> 'plpgsql' ORDER BY 1"
+# The tablespaces pg_dump names (SET default_tablespace) for tables, matviews and indexes;
+# pg_default and pg_global exist on every server.
+_TABLESPACES = """
+SELECT DISTINCT t.spcname
+  FROM pg_catalog.pg_class c
+  JOIN pg_catalog.pg_tablespace t ON t.oid = c.reltablespace
+  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.relkind IN ('r', 'p', 'm', 'i', 'I')
+   AND t.spcname NOT IN ('pg_default', 'pg_global')
+   AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+   AND n.nspname !~ '^pg_(toast|temp_)'
+ ORDER BY 1
+"""
+
 SinkFactory = Callable[[str, int], storage.Sink]
 
 
@@ -311,13 +327,8 @@ def run_parallel_backup(
                 locked=[t.oid for t in locked],
             )
             needed_roles = roles.collect(conn)
-            extensions = [
-                row[0]
-                for row in conn.execute(
-                    "SELECT extname FROM pg_catalog.pg_extension WHERE extname <> 'plpgsql' "
-                    "ORDER BY 1"
-                )
-            ]
+            extensions = [row[0] for row in conn.execute(_EXTENSIONS)]
+            tablespaces = [row[0] for row in conn.execute(_TABLESPACES)]
         except psycopg.Error as exc:
             raise snapshot_lost(info, exc, while_="planning the backup") from None
         log.info(
@@ -404,6 +415,7 @@ def run_parallel_backup(
         roles=roles_object,
         relations=plan.relations,
         extensions=extensions,
+        tablespaces=tablespaces,
         tables=tables,
     )
     storage.put_if_absent(options.bucket, keys.manifest, manifest.to_json())

@@ -85,17 +85,22 @@ from pgautodumper.database_properties import AppliedProperties
 from pgautodumper.errors import (
     DatabaseError,
     MissingExtensionsError,
+    MissingTablespacesError,
     OwnershipError,
     RestoreFailedError,
     TargetNotEmptyError,
     redact,
 )
 from pgautodumper.manifest import ManifestV2, TablePart
-from pgautodumper.pgtools import find_tool
+from pgautodumper.pgtools import find_tool, leave_out_flags
 
 log = logging.getLogger(__name__)
 
 _INCOMPLETE = "treat the target database as incomplete"
+TABLESPACES_HINT = (
+    "restore with --no-tablespaces (everything goes into the database's default tablespace), "
+    "or create them on the target first (CREATE TABLESPACE name LOCATION 'directory')"
+)
 
 _RELATIONS = """
 SELECT n.nspname, c.relname FROM pg_catalog.pg_class c
@@ -105,6 +110,7 @@ SELECT n.nspname, c.relname FROM pg_catalog.pg_class c
    AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp\\_%'
 """
 _SCHEMAS = "SELECT nspname FROM pg_catalog.pg_namespace"
+_TABLESPACES = "SELECT spcname FROM pg_catalog.pg_tablespace"
 
 
 def available_extensions(conn: psycopg.Connection) -> set[str]:
@@ -121,6 +127,9 @@ class RestoreOptions(BaseModel):
 
     clean: bool = False
     no_owner: bool = False
+    no_tablespaces: bool = Field(
+        False, description="create everything in the database's default tablespace"
+    )
     jobs: int = Field(default_factory=default_jobs, ge=1, description="format 2 loaders")
     analyze: bool = False
     tables: list[str] = Field(default_factory=list, description="SCHEMA.TABLE; format 2")
@@ -142,6 +151,10 @@ class RestoreOptions(BaseModel):
         description="extensions the target cannot load (verify): restore what does not need "
         "them, past the errors of what does, and leave those tables out",
     )
+
+    @property
+    def leave_out_flags(self) -> list[str]:
+        return leave_out_flags(no_owner=self.no_owner, no_tablespaces=self.no_tablespaces)
 
     @property
     def tolerant(self) -> bool:
@@ -171,6 +184,7 @@ class _Target:
     schemas: set[str]
     user_relations: int
     extensions: set[str]  # available on the server
+    tablespaces: set[str]
 
 
 class _Stop:
@@ -366,6 +380,14 @@ class _Restore:
                 hint="install them on the target server (Debian/Ubuntu: the "
                 "postgresql-<major>-<extension> package; RDS/Aurora: SHOW "
                 "rds.extensions lists what it offers), or restore into a server that has them",
+            )
+        spaces = sorted(set(self.manifest.tablespaces) - found.tablespaces)
+        if spaces and not self.request.partial and not self.request.no_tablespaces:
+            raise MissingTablespacesError(
+                f"the restore target {self.target.describe()} has no tablespace(s) "
+                f"{', '.join(spaces)}, which tables or indexes of the backup "
+                f"{self.manifest.dump_key} are in; nothing was restored",
+                hint=TABLESPACES_HINT,
             )
         self.dbname = found.dbname
         self.env = self.target.libpq_env(settings=restore_settings(found.server_version_num))
@@ -635,8 +657,7 @@ class _Restore:
         """
         stored = self.manifest.data_archive
         argv = [self.pg_restore, "-f", "-", "--section=data", f"--use-list={data_list}"]
-        if self.request.no_owner:
-            argv += ["--no-owner", "--no-privileges"]
+        argv += self.request.leave_out_flags
         # A psql of pg_restore's major knows the meta-commands it writes (restrict).
         psql_argv = [
             str(find_tool("psql", self.major).path), "-X", "-q", "-w", "-v", "ON_ERROR_STOP=1",
@@ -710,9 +731,7 @@ class _Restore:
         argv.append(f"--section={section}")
         if selected is not None:
             argv.append(f"--use-list={selected}")
-        if self.request.no_owner:
-            argv += ["--no-owner", "--no-privileges"]
-        return argv
+        return [*argv, *self.request.leave_out_flags]
 
     def _what(self, archive: str) -> str:
         names = {"schema": "the schema archive", "data": "the remaining-data archive"}
@@ -812,6 +831,7 @@ def inspect(target: ConnectionInfo) -> _Target:
             relations = {(s, t) for s, t in conn.execute(_RELATIONS).fetchall()}
             schemas = {row[0] for row in conn.execute(_SCHEMAS).fetchall()}
             extensions = available_extensions(conn)
+            tablespaces = {row[0] for row in conn.execute(_TABLESPACES).fetchall()}
             count = conn.execute(
                 "SELECT pg_catalog.count(*) FROM pg_catalog.pg_class c"
                 " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
@@ -831,6 +851,7 @@ def inspect(target: ConnectionInfo) -> _Target:
             schemas=schemas,
             user_relations=count[0] if count else 0,
             extensions=extensions,
+            tablespaces=tablespaces,
         )
 
 

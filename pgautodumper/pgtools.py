@@ -33,6 +33,12 @@ def server_major(server_version_num: int) -> int:
     return server_version_num // 10000
 
 
+def leave_out_flags(*, no_owner: bool, no_tablespaces: bool) -> list[str]:
+    """pg_restore's flags for what a restore or an export leaves out."""
+    flags = ["--no-owner", "--no-privileges"] if no_owner else []
+    return [*flags, "--no-tablespaces"] if no_tablespaces else flags
+
+
 @functools.cache
 def _probe(path: str) -> PgTool | None:
     try:

@@ -39,6 +39,7 @@ from pgautodumper.errors import (
     DatabaseError,
     DatabaseNotFoundError,
     MissingRolesError,
+    MissingTablespacesError,
     OwnershipError,
     PgautodumperError,
     RestoreFailedError,
@@ -47,7 +48,7 @@ from pgautodumper.errors import (
     redact,
 )
 from pgautodumper.manifest import Manifest, ManifestV2
-from pgautodumper.parallel_restore import RestoreOptions, restore_format2
+from pgautodumper.parallel_restore import TABLESPACES_HINT, RestoreOptions, restore_format2
 from pgautodumper.pgtools import find_tool
 from pgautodumper.roles import CreatedRoles
 
@@ -126,9 +127,7 @@ def pg_restore_argv(path: str, dbname: str, options: RestoreOptions) -> list[str
     argv = [path, "--exit-on-error", "-w", f"--dbname={dbname}"]
     if options.clean:
         argv += ["--clean", "--if-exists"]
-    if options.no_owner:
-        argv += ["--no-owner", "--no-privileges"]
-    return argv
+    return [*argv, *options.leave_out_flags]
 
 
 def restore(
@@ -165,7 +164,7 @@ def _cause(
     if watch.expired is not None:
         return watch.expired
     if isinstance(exc, RestoreFailedError):
-        return role_cause(exc, target) or exc
+        return named_cause(exc, target) or exc
     return exc
 
 
@@ -203,10 +202,20 @@ _MISSING_ROLE = re.compile(r'role "([^"]+)" does not exist')
 _NOT_MEMBER = re.compile(r'must be (?:member of role|able to SET ROLE) "([^"]+)"')
 
 
-def role_cause(
+_MISSING_TABLESPACE = re.compile(r'[Tt]ablespace "([^"]+)" does not exist')
+
+
+def named_cause(
     exc: RestoreFailedError, target: ConnectionInfo
-) -> MissingRolesError | OwnershipError | None:
-    """pg_restore's "role does not exist" or "must be member of role", named as the cause."""
+) -> MissingRolesError | OwnershipError | MissingTablespacesError | None:
+    """pg_restore's "role does not exist", "must be member of role" or "tablespace does
+    not exist", named as the cause."""
+    if space := _MISSING_TABLESPACE.search(exc.message):
+        return MissingTablespacesError(
+            f"the restore target {target.describe()} has no tablespace {space[1]!r}, which "
+            f"the backup puts tables or indexes in ({exc.message})",
+            hint=TABLESPACES_HINT,
+        )
     if member := _NOT_MEMBER.search(exc.message):
         return OwnershipError(
             f"the restoring role may not give objects to role {member[1]!r} on "

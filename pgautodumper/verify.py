@@ -184,22 +184,24 @@ def _reason(
 
 def scratch_options(scratch: ConnectionInfo, manifest: Manifest | ManifestV2) -> RestoreOptions:
     """How to restore into the scratch server: with the backup's roles where it may create
-    them (so owners and grants are restored, hence verified, too), and past the errors
-    of extensions it cannot load (a WARN verdict names them)."""
+    them (so owners and grants are restored, hence verified, too), past the errors of
+    extensions it cannot load (a WARN verdict names them), and without tablespaces,
+    which a scratch server does not have (where a table is stored is not its data)."""
     with connect(scratch) as admin:
         (may_create_roles,) = admin.execute(
             "SELECT rolsuper OR rolcreaterole FROM pg_catalog.pg_roles WHERE rolname = current_user"
         ).fetchone()
         available = available_extensions(admin)
     if not isinstance(manifest, ManifestV2):
-        return RestoreOptions(no_owner=True)  # format 1 stores no roles, nor the database's
+        # Format 1 stores no roles, nor the database's properties.
+        return RestoreOptions(no_owner=True, no_tablespaces=True)
     with_roles = manifest.roles is not None and may_create_roles
     missing = sorted(set(manifest.extensions) - available)
     if missing:
         log.warning("the scratch server lacks extension(s): %s", ", ".join(missing))
     return RestoreOptions(
         no_owner=not with_roles, with_roles=with_roles, owners_if_possible=True,
-        missing_extensions=missing, database_properties=False,
+        missing_extensions=missing, database_properties=False, no_tablespaces=True,
     )  # fmt: skip
 
 

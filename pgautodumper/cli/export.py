@@ -19,8 +19,15 @@ from pgautodumper.restore import resolve
 @click.option("--latest", is_flag=True, help="The newest complete backup of --name.")
 @click.option("--name", help="Backup name, with --latest.")
 @click.option("--no-owner", is_flag=True, help="Leave out ownership and privileges.")
+@click.option("--no-tablespaces", is_flag=True, help="Leave out tablespace assignments.")
 def command(
-    bucket: str, prefix: str, key: str | None, latest: bool, name: str | None, no_owner: bool
+    bucket: str,
+    prefix: str,
+    key: str | None,
+    latest: bool,
+    name: str | None,
+    no_owner: bool,
+    no_tablespaces: bool,
 ) -> None:
     """Write a backup (either format) to stdout as plain SQL, like pg_dump --format=plain.
 
@@ -38,7 +45,7 @@ def command(
         )
     keys = resolve(bucket, prefix, key=key, name=name)
     try:
-        export(bucket, keys, sys.stdout.buffer, no_owner=no_owner)
+        export(bucket, keys, sys.stdout.buffer, no_owner=no_owner, no_tablespaces=no_tablespaces)
     except BrokenPipeError:
         # Python's own recipe: no second error when the interpreter flushes stdout at exit.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

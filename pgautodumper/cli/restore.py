@@ -25,6 +25,12 @@ from pgautodumper.roles import CreatedRoles
 @click.option("--clean", is_flag=True, help="Drop and replace objects that already exist.")
 @click.option("--no-owner", is_flag=True, help="Do not restore ownership and privileges.")
 @click.option(
+    "--no-tablespaces",
+    is_flag=True,
+    help="Create everything in the target database's default tablespace (for a server "
+    "that lacks the source's tablespaces).",
+)
+@click.option(
     "--with-roles",
     is_flag=True,
     help="First create the roles the backup needs that the target lacks (never with a "
@@ -64,6 +70,7 @@ def command(
     database_url: str,
     clean: bool,
     no_owner: bool,
+    no_tablespaces: bool,
     with_roles: bool,
     tables: tuple[str, ...],
     schemas: tuple[str, ...],
@@ -82,6 +89,7 @@ def command(
     options = RestoreOptions(
         clean=clean,
         no_owner=no_owner,
+        no_tablespaces=no_tablespaces,
         with_roles=with_roles,
         jobs=jobs,
         analyze=analyze,
