@@ -23,6 +23,7 @@ from psycopg.conninfo import conninfo_to_dict
 from pydantic import BaseModel, ConfigDict, SecretStr
 
 from pgautodumper.errors import (
+    ConnectionLimitError,
     DatabaseAuthError,
     DatabaseError,
     DatabaseNotFoundError,
@@ -129,6 +130,20 @@ class ConnectionInfo(BaseModel):
         return f"{host}:{port}/{dbname}"
 
 
+# What a server says when it refuses a session for lack of a slot (SQLSTATE 53300,
+# which libpq does not hand over for a failed connection: the text is all there is).
+_NO_SLOT = (
+    "too many connections for role",
+    "too many connections for database",
+    "too many clients already",
+    "remaining connection slots are reserved",
+)
+
+
+def refused_for_lack_of_slots(text: str) -> bool:
+    return any(phrase in text for phrase in _NO_SLOT)
+
+
 def classify_connect_error(exc: psycopg.Error, info: ConnectionInfo) -> DatabaseError:
     """Turn a libpq connection failure into the matching named error."""
     text = redact(str(exc), info.secret_values()).strip().splitlines()
@@ -149,6 +164,11 @@ def classify_connect_error(exc: psycopg.Error, info: ConnectionInfo) -> Database
         return DatabaseNotFoundError(
             f"database not found on {target}: {detail}",
             hint="check the database name; 'psql -l' lists the databases",
+        )
+    if refused_for_lack_of_slots(lowered):
+        return ConnectionLimitError(
+            f"{target} refused a connection: {detail}",
+            hint="lower --jobs, end idle sessions, or raise that limit",
         )
     if "certificate" in lowered or "ssl" in lowered:
         return DatabaseUnreachableError(

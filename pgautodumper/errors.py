@@ -13,7 +13,8 @@ code, documented in the README.
     │   ├── DatabaseAuthError              exit 10  password/role rejected
     │   │   └── PreflightAuthError         exit 10  ... found by the preflight check
     │   ├── DatabaseUnreachableError       exit 11  DNS, refused, timeout
-    │   │   └── PreflightConnectionError   exit 11  ... found by the preflight check (retryable)
+    │   │   ├── PreflightConnectionError   exit 11  ... found by the preflight check (retryable)
+    │   │   └── ConnectionLimitError       exit 25  no session slot free (server, role, database)
     │   ├── DatabaseNotFoundError          exit 12  the database does not exist
     │   ├── DatabasePermissionError        exit 13  the role cannot read some objects
     │   │   ├── PreflightPermissionError   exit 13  ... names every unreadable object
@@ -23,7 +24,8 @@ code, documented in the README.
     │   ├── MissingRolesError              exit 16  the restore target lacks roles the backup needs
     │   ├── OwnershipError                 exit 18  the restorer may not give objects their owners
     │   ├── MissingExtensionsError         exit 19  the restore target cannot create an extension
-    │   └── MissingTablespacesError        exit 23  the restore target lacks a tablespace
+    │   ├── MissingTablespacesError        exit 23  the restore target lacks a tablespace
+    │   └── MissingCollationsError         exit 24  the restore target lacks a collation (a locale)
     ├── PgToolError
     │   ├── PgVersionMismatchError         exit 20  no pg_dump/pg_restore new enough
     │   ├── DumpFailedError                exit 21  pg_dump, compressor or upload failed
@@ -116,6 +118,18 @@ class DatabaseUnreachableError(DatabaseError):
     next_step = (
         "Check that the database is running, that security groups allow the task and Lambda "
         "subnets, and that DNS resolves."
+    )
+
+
+class ConnectionLimitError(DatabaseUnreachableError):
+    """The server refused a session for lack of a free slot: its max_connections (less
+    the reserved ones), the role's CONNECTION LIMIT or the database's. Transient when
+    other sessions end, like the other ways of being unreachable."""
+
+    exit_code = 25
+    next_step = (
+        "Lower --jobs (each job is one connection), end idle sessions, or raise the limit "
+        "named above (max_connections, or ALTER ROLE/DATABASE ... CONNECTION LIMIT)."
     )
 
 
@@ -242,10 +256,21 @@ class MissingTablespacesError(DatabaseError):
     """The restore target's server lacks tablespaces the backup's tables or indexes are
     in (a new server usually)."""
 
-    exit_code = 23  # 10-19 are taken; the next free code, not a pg-tool failure
+    exit_code = 23  # 10-19 are taken: the next free codes
     next_step = (
         "Restore with --no-tablespaces (everything goes into the database's default "
         "tablespace), or create the tablespaces named above on the target first."
+    )
+
+
+class MissingCollationsError(DatabaseError):
+    """The restore target's server lacks collations the backup's columns or indexes use:
+    initdb makes them from the operating system's locales, which differ between servers."""
+
+    exit_code = 24
+    next_step = (
+        "Install the locales named above on the target server and import them (SELECT "
+        "pg_import_system_collations('pg_catalog')), or restore into a server that has them."
     )
 
 

@@ -160,6 +160,11 @@ class ManifestV2(BaseModel):
         description="the tablespaces its tables and indexes are in (a restore needs them, "
         "or --no-tablespaces)",
     )
+    collations: list[str] = Field(
+        default_factory=list,
+        description="the collations of pg_catalog that its objects use (made by initdb from "
+        "the operating system's locales)",
+    )
     tables: list[TableRows]
 
     def objects(self) -> list[StoredObject]:

@@ -49,11 +49,26 @@ from datetime import UTC, datetime
 import psycopg
 import zstandard
 
-from pgautodumper import __version__, aws, blockers, layout, roles, storage, streams
+from pgautodumper import (
+    __version__,
+    aws,
+    blockers,
+    connection_budget,
+    layout,
+    roles,
+    storage,
+    streams,
+)
 from pgautodumper.backup import BackupOptions, RowCounter, pg_dump_argv
 from pgautodumper.child import ToolProcess
-from pgautodumper.connection import ConnectionInfo, session_settings
-from pgautodumper.errors import DumpFailedError, StorageError, read_denied, row_security_refusal
+from pgautodumper.connection import ConnectionInfo, refused_for_lack_of_slots, session_settings
+from pgautodumper.errors import (
+    ConnectionLimitError,
+    DumpFailedError,
+    StorageError,
+    read_denied,
+    row_security_refusal,
+)
 from pgautodumper.manifest import (
     Compression,
     ManifestV2,
@@ -89,6 +104,19 @@ SELECT DISTINCT t.spcname
    AND t.spcname NOT IN ('pg_default', 'pg_global')
    AND n.nspname NOT IN ('pg_catalog', 'information_schema')
    AND n.nspname !~ '^pg_(toast|temp_)'
+ ORDER BY 1
+"""
+# The collations of pg_catalog that objects use: initdb imports them from the operating
+# system's locales, so a server built elsewhere may lack some ("en_US" on RDS, not on a
+# Debian server without the locales package). Bootstrap ones (C, POSIX) are pinned and
+# have no pg_depend rows.
+_COLLATIONS = """
+SELECT DISTINCT c.collname
+  FROM pg_catalog.pg_depend d
+  JOIN pg_catalog.pg_collation c ON c.oid = d.refobjid
+ WHERE d.refclassid = 'pg_catalog.pg_collation'::pg_catalog.regclass
+   AND c.collnamespace = 'pg_catalog'::pg_catalog.regnamespace
+   AND d.deptype = 'n'
  ORDER BY 1
 """
 
@@ -319,21 +347,27 @@ def run_parallel_backup(
         )
         ensure_not_rewritten(conn, info, locked)
         try:
+            # Beside the leader: the two pg_dumps, then one session per COPY stream.
+            jobs = connection_budget.fit_jobs(
+                connection_budget.measure(conn), options.jobs, besides=2,
+                what=f"the backup of {server.database}",
+            )  # fmt: skip
             plan = make_plan(
                 conn,
                 threshold_bytes=options.stream_threshold_bytes,
-                jobs=options.jobs,
+                jobs=jobs,
                 server_version_num=server.server_version_num,
                 locked=[t.oid for t in locked],
             )
             needed_roles = roles.collect(conn)
             extensions = [row[0] for row in conn.execute(_EXTENSIONS)]
             tablespaces = [row[0] for row in conn.execute(_TABLESPACES)]
+            collations = [row[0] for row in conn.execute(_COLLATIONS)]
         except psycopg.Error as exc:
             raise snapshot_lost(info, exc, while_="planning the backup") from None
         log.info(
             "backup %s (format 2, %d jobs): %d part(s) of %d table(s) by COPY, the rest by %s %s",
-            name, options.jobs, len(plan.parts), len(plan.streamed_tables()), pg_dump.name,
+            name, jobs, len(plan.parts), len(plan.streamed_tables()), pg_dump.name,
             pg_dump.version,
         )  # fmt: skip
         counter = RowCounter(conn, info, skip=set(plan.counted_by_copy()))
@@ -361,7 +395,7 @@ def run_parallel_backup(
         try:
             counter.start()
             archives = ThreadPoolExecutor(2, thread_name_prefix="pg_dump")
-            copies = ThreadPoolExecutor(options.jobs, thread_name_prefix="copy")
+            copies = ThreadPoolExecutor(jobs, thread_name_prefix="copy")
             with archives, copies, _stopping_on_error(work):
                 futures = [
                     archives.submit(
@@ -407,7 +441,7 @@ def run_parallel_backup(
         finished_at=datetime.now(UTC),
         duration_seconds=round(time.monotonic() - started, 3),
         tool_version=__version__,
-        jobs=options.jobs,
+        jobs=jobs,
         stream_threshold_bytes=options.stream_threshold_bytes,
         schema_archive=_object(schema),
         data_archive=_object(data),
@@ -416,6 +450,7 @@ def run_parallel_backup(
         relations=plan.relations,
         extensions=extensions,
         tablespaces=tablespaces,
+        collations=collations,
         tables=tables,
     )
     storage.put_if_absent(options.bucket, keys.manifest, manifest.to_json())
@@ -487,6 +522,11 @@ def _wait(
             refusal := row_security_refusal(failure.message)
         ):
             raise read_denied(refusal, what=database, role=conn.info.user) from None
+        if isinstance(failure, DumpFailedError) and refused_for_lack_of_slots(failure.message):
+            raise ConnectionLimitError(
+                f"the backup of {database}: {failure.message}",
+                hint="nothing was stored; lower --jobs, end idle sessions, or raise that limit",
+            ) from None
     raise first
 
 

@@ -69,6 +69,7 @@ from pydantic import BaseModel, Field
 
 from pgautodumper import (
     checked,
+    connection_budget,
     database_properties,
     loader,
     role_restore,
@@ -83,7 +84,9 @@ from pgautodumper.connection import ConnectionInfo, connect, restore_settings
 from pgautodumper.contract import DEFAULT_LOCK_WAIT_TIMEOUT_SECONDS
 from pgautodumper.database_properties import AppliedProperties
 from pgautodumper.errors import (
+    ConnectionLimitError,
     DatabaseError,
+    MissingCollationsError,
     MissingExtensionsError,
     MissingTablespacesError,
     OwnershipError,
@@ -97,6 +100,11 @@ from pgautodumper.pgtools import find_tool, leave_out_flags
 log = logging.getLogger(__name__)
 
 _INCOMPLETE = "treat the target database as incomplete"
+COLLATIONS_HINT = (
+    "install the operating system locales on the target server (Debian/Ubuntu: the "
+    "locales-all package), import them (SELECT pg_import_system_collations('pg_catalog')), "
+    "and restore again; or restore into a server that has them"
+)
 TABLESPACES_HINT = (
     "restore with --no-tablespaces (everything goes into the database's default tablespace), "
     "or create them on the target first (CREATE TABLESPACE name LOCATION 'directory')"
@@ -111,6 +119,11 @@ SELECT n.nspname, c.relname FROM pg_catalog.pg_class c
 """
 _SCHEMAS = "SELECT nspname FROM pg_catalog.pg_namespace"
 _TABLESPACES = "SELECT spcname FROM pg_catalog.pg_tablespace"
+_COLLATIONS = """
+SELECT collname FROM pg_catalog.pg_collation
+ WHERE collnamespace = 'pg_catalog'::pg_catalog.regnamespace
+   AND collencoding IN (-1, pg_catalog.pg_char_to_encoding(pg_catalog.getdatabaseencoding()))
+"""
 
 
 def available_extensions(conn: psycopg.Connection) -> set[str]:
@@ -185,6 +198,8 @@ class _Target:
     user_relations: int
     extensions: set[str]  # available on the server
     tablespaces: set[str]
+    collations: set[str]  # of pg_catalog, for the database's encoding
+    connections: connection_budget.ConnectionBudget
 
 
 class _Stop:
@@ -298,6 +313,7 @@ class _Restore:
         self.secrets = target.secret_values()
         self.env: dict[str, str] = {}
         self.dbname = ""
+        self.build_early = True  # a table's own indexes, as its last part commits
 
     # -- the steps ---------------------------------------------------------------
 
@@ -330,9 +346,11 @@ class _Restore:
         started = time.monotonic()
         self.pg_restore_file(schema_file, "pre-data", scope.schema_list)
         defined = time.monotonic()
-        early = table_indexes.own_indexes(
-            scope.schema_entries, scope.parts, self.manifest.table_names()
-        )
+        early = {}
+        if self.build_early:
+            early = table_indexes.own_indexes(
+                scope.schema_entries, scope.parts, self.manifest.table_names()
+            )
         rows = self.load_data(scope, encoding, functools.partial(self.build, schema_file, early))
         loaded = time.monotonic()
         built = {e.dump_id for entries in early.values() for e in entries}
@@ -370,28 +388,59 @@ class _Restore:
                 hint="restore into an empty database, pass --clean to drop and replace "
                 "objects, or name tables with --table",
             )
+        if not self.request.partial:
+            self.refuse_what_the_server_lacks(found)
+        self.fit_jobs(found.connections)
+        self.dbname = found.dbname
+        self.env = self.target.libpq_env(settings=restore_settings(found.server_version_num))
+        return found
+
+    def fit_jobs(self, budget: connection_budget.ConnectionBudget) -> None:
+        """As many loaders as the target's free sessions allow, beside the remaining-data
+        archive's: two each, as a loader keeps its session while it builds a table's
+        indexes; or one loader, whose tables' indexes then wait for post-data."""
+        what = f"the restore into {self.target.describe()}"
+        jobs, request = self.request.jobs, self.request
+        try:
+            jobs = connection_budget.fit_jobs(budget, jobs, besides=1, per_job=2, what=what)
+        except ConnectionLimitError:
+            jobs = connection_budget.fit_jobs(budget, 1, besides=1, what=what)
+            self.build_early = False
+            log.warning(
+                "%s: %s leaves %d session(s) free: one loader, and every index is built "
+                "after the data", what, budget.limit, budget.free,
+            )  # fmt: skip
+        self.request = request.model_copy(update={"jobs": jobs})
+
+    def refuse_what_the_server_lacks(self, found: _Target) -> None:
+        """Before a whole restore changes anything: pre-data would stop at the first object
+        that needs what the server lacks, with part of the schema restored."""
+        where, key = self.target.describe(), self.manifest.dump_key
         missing = sorted(set(self.manifest.extensions) - found.extensions)
-        if missing and not self.request.partial and not self.request.tolerant:
-            # Else pre-data stops at the first CREATE EXTENSION, with part of it restored.
+        if missing and not self.request.tolerant:
             raise MissingExtensionsError(
-                f"the restore target {self.target.describe()} cannot create extension(s) "
-                f"{', '.join(missing)}, which the backup {self.manifest.dump_key} uses: their "
-                "packages are not installed on that server; nothing was restored",
+                f"the restore target {where} cannot create extension(s) {', '.join(missing)}, "
+                f"which the backup {key} uses: their packages are not installed on that "
+                "server; nothing was restored",
                 hint="install them on the target server (Debian/Ubuntu: the "
                 "postgresql-<major>-<extension> package; RDS/Aurora: SHOW "
                 "rds.extensions lists what it offers), or restore into a server that has them",
             )
         spaces = sorted(set(self.manifest.tablespaces) - found.tablespaces)
-        if spaces and not self.request.partial and not self.request.no_tablespaces:
+        if spaces and not self.request.no_tablespaces:
             raise MissingTablespacesError(
-                f"the restore target {self.target.describe()} has no tablespace(s) "
-                f"{', '.join(spaces)}, which tables or indexes of the backup "
-                f"{self.manifest.dump_key} are in; nothing was restored",
+                f"the restore target {where} has no tablespace(s) {', '.join(spaces)}, which "
+                f"tables or indexes of the backup {key} are in; nothing was restored",
                 hint=TABLESPACES_HINT,
             )
-        self.dbname = found.dbname
-        self.env = self.target.libpq_env(settings=restore_settings(found.server_version_num))
-        return found
+        collations = sorted(set(self.manifest.collations) - found.collations)
+        if collations:
+            raise MissingCollationsError(
+                f"the restore target {where} has no collation(s) "
+                f"{', '.join(f'pg_catalog.{c}' for c in collations)}, which columns or indexes "
+                f"of the backup {key} use; nothing was restored",
+                hint=COLLATIONS_HINT,
+            )
 
     def scope(self, schema_toc: list[toc.Entry], found: _Target) -> _Scope:
         """Everything, or the named tables' entries and parts (refused if they exist)."""
@@ -832,6 +881,8 @@ def inspect(target: ConnectionInfo) -> _Target:
             schemas = {row[0] for row in conn.execute(_SCHEMAS).fetchall()}
             extensions = available_extensions(conn)
             tablespaces = {row[0] for row in conn.execute(_TABLESPACES).fetchall()}
+            collations = {row[0] for row in conn.execute(_COLLATIONS).fetchall()}
+            connections = connection_budget.measure(conn, closing=True)
             count = conn.execute(
                 "SELECT pg_catalog.count(*) FROM pg_catalog.pg_class c"
                 " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
@@ -852,6 +903,8 @@ def inspect(target: ConnectionInfo) -> _Target:
             user_relations=count[0] if count else 0,
             extensions=extensions,
             tablespaces=tablespaces,
+            collations=collations,
+            connections=connections,
         )
 
 

@@ -38,6 +38,7 @@ from pgautodumper.errors import (
     ChecksumMismatchError,
     DatabaseError,
     DatabaseNotFoundError,
+    MissingCollationsError,
     MissingRolesError,
     MissingTablespacesError,
     OwnershipError,
@@ -48,7 +49,12 @@ from pgautodumper.errors import (
     redact,
 )
 from pgautodumper.manifest import Manifest, ManifestV2
-from pgautodumper.parallel_restore import TABLESPACES_HINT, RestoreOptions, restore_format2
+from pgautodumper.parallel_restore import (
+    COLLATIONS_HINT,
+    TABLESPACES_HINT,
+    RestoreOptions,
+    restore_format2,
+)
 from pgautodumper.pgtools import find_tool
 from pgautodumper.roles import CreatedRoles
 
@@ -203,18 +209,27 @@ _NOT_MEMBER = re.compile(r'must be (?:member of role|able to SET ROLE) "([^"]+)"
 
 
 _MISSING_TABLESPACE = re.compile(r'[Tt]ablespace "([^"]+)" does not exist')
+# A collation of pg_catalog the server lacks, or a CREATE COLLATION's locale.
+_MISSING_COLLATION = re.compile(
+    r'collation "([^"]+)" for encoding "[^"]+" does not exist|could not create locale "([^"]+)"'
+)
 
 
-def named_cause(
-    exc: RestoreFailedError, target: ConnectionInfo
-) -> MissingRolesError | OwnershipError | MissingTablespacesError | None:
-    """pg_restore's "role does not exist", "must be member of role" or "tablespace does
-    not exist", named as the cause."""
+def named_cause(exc: RestoreFailedError, target: ConnectionInfo) -> DatabaseError | None:
+    """What the target lacks, named from pg_restore's error: a role, membership in one, a
+    tablespace, a collation."""
     if space := _MISSING_TABLESPACE.search(exc.message):
         return MissingTablespacesError(
             f"the restore target {target.describe()} has no tablespace {space[1]!r}, which "
             f"the backup puts tables or indexes in ({exc.message})",
             hint=TABLESPACES_HINT,
+        )
+    if collation := _MISSING_COLLATION.search(exc.message):
+        return MissingCollationsError(
+            f"the restore target {target.describe()} lacks the collation or locale "
+            f"{collation[1] or collation[2]!r}, which the backup's columns or indexes use "
+            f"({exc.message})",
+            hint=COLLATIONS_HINT,
         )
     if member := _NOT_MEMBER.search(exc.message):
         return OwnershipError(

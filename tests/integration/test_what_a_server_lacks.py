@@ -1,10 +1,16 @@
-"""Tablespaces: a new server lacks the source's, and a verify's scratch server has none.
+"""What a new server lacks of the source's: tablespaces and collations.
 
-The source keeps a streamed table, its primary key and another table's index in a
-tablespace of its own. The target is a fresh PostgreSQL 18 server, which has no
-such tablespace: a restore names it before changing anything (or, where only
-pg_restore finds it, names it as the cause), and ``--no-tablespaces`` restores
-everything into the database's default tablespace. Verify always does that.
+The target is a fresh PostgreSQL 18 server. The source keeps a streamed table,
+its primary key and another table's index in a tablespace of its own, which the
+target does not have: a restore names it before changing anything (or, where
+only pg_restore finds it, names it as the cause), and ``--no-tablespaces``
+restores everything into the database's default tablespace. Verify always does
+that: its scratch server has no tablespace of the source's.
+
+Collations of pg_catalog come from the operating system's locales at initdb, so
+a server built elsewhere may lack one the source's columns use; the source here
+gets one of its own in pg_catalog (a locale no other server has), which a
+restore and a verify name before changing anything.
 """
 
 from __future__ import annotations
@@ -119,3 +125,31 @@ def test_a_format1_backup_names_the_missing_tablespace_too(cli, source, bucket, 
     assert restored.returncode == 0, restored.stderr
     with psycopg.connect(source) as a, psycopg.connect(target) as b:
         assert a.execute(CONTENTS).fetchone() == b.execute(CONTENTS).fetchone()
+
+
+def test_a_collation_the_server_lacks_is_named_before_anything_changes(cli, pg, bucket, pg18):
+    collation = f"pgad_xx_{secrets.token_hex(3)}"
+    source = create_database(pg, f"""
+        CREATE COLLATION pg_catalog."{collation}" (provider = libc, locale = 'C.utf8');
+        CREATE TABLE named (id int, name text COLLATE pg_catalog."{collation}");
+        INSERT INTO named VALUES (1, 'one'), (2, 'two');
+        CREATE TABLE plain (id int);
+    """)  # fmt: skip
+    manifest = _backup(cli, source, bucket)
+    assert manifest["collations"] == [collation]
+    key = ["--bucket", bucket, "--key", manifest["manifest_key"]]
+
+    target = create_database(pg18)
+    refused = cli("restore", *key, "--database-url", target)
+    assert refused.returncode == 24, refused.stderr
+    assert collation in refused.stderr and "pg_import_system_collations" in refused.stderr
+    assert "nothing was restored" in refused.stderr and _relations(target) == []
+
+    holder = create_database(pg18, "CREATE TABLE keep (id int)")
+    partial = cli("restore", *key, "--database-url", holder, "--table", "public.named")
+    assert partial.returncode == 24, partial.stderr
+    assert collation in partial.stderr and _relations(holder) == ["keep"]
+
+    verified = cli("verify", *key, "--scratch-local")
+    assert verified.returncode == 24, verified.stderr
+    assert collation in verified.stderr
