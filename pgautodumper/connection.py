@@ -183,7 +183,22 @@ def classify_connect_error(exc: psycopg.Error, info: ConnectionInfo) -> Database
 
 
 # Server versions (server_version_num) from which a setting exists.
+_IDLE_SESSION_TIMEOUT_SINCE = 140000
 _TRANSACTION_TIMEOUT_SINCE = 170000
+
+
+def _newer_timeouts(server_version_num: int) -> dict[str, str]:
+    """The timeouts a server of that version has, beyond the three every version has.
+
+    idle_session_timeout ends a session that waits outside a transaction, which
+    pg_dump's never do and ours do: a loader while it builds a table's indexes, the
+    lock watch between two looks."""
+    settings = {}
+    if server_version_num >= _IDLE_SESSION_TIMEOUT_SINCE:
+        settings["idle_session_timeout"] = "0"
+    if server_version_num >= _TRANSACTION_TIMEOUT_SINCE:
+        settings["transaction_timeout"] = "0"
+    return settings
 
 
 def session_settings(server_version_num: int, *, writable: bool = False) -> dict[str, str]:
@@ -219,9 +234,8 @@ def session_settings(server_version_num: int, *, writable: bool = False) -> dict
         "array_nulls": "on",
         "standard_conforming_strings": "on",
         "enable_tidscan": "on",
+        **_newer_timeouts(server_version_num),
     }
-    if server_version_num >= _TRANSACTION_TIMEOUT_SINCE:
-        settings["transaction_timeout"] = "0"
     if writable:
         # Only sessions that must write (CREATE/DROP DATABASE on a scratch server).
         settings["default_transaction_read_only"] = "off"
@@ -245,9 +259,8 @@ def restore_settings(server_version_num: int) -> dict[str, str]:
         "default_transaction_read_only": "off",
         # Not in pg_restore's header: off, a NULL element of a text[] loads as 'NULL'.
         "array_nulls": "on",
+        **_newer_timeouts(server_version_num),
     }
-    if server_version_num >= _TRANSACTION_TIMEOUT_SINCE:
-        settings["transaction_timeout"] = "0"
     return settings
 
 

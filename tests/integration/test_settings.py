@@ -109,6 +109,7 @@ CANONICAL = {
     "statement_timeout": "0",
     "lock_timeout": "0",
     "idle_in_transaction_session_timeout": "0",
+    "idle_session_timeout": "0",
     "client_encoding": "UTF8",
 }
 
@@ -123,6 +124,7 @@ class Case:
     big_count: bool = False  # a row count of ours must take longer than the timeout
     slow_upload: bool = False  # the snapshot's connection must sit idle longer than the timeout
     streamed: bool = False  # extra_sql's table streams in parts: our loaders must cope
+    idle: bool = False  # the restore's lock watch must sit idle between looks past the timeout
 
 
 CASES = [
@@ -132,6 +134,8 @@ CASES = [
          slow_upload=True),
     Case("transaction_timeout", "'1s'", needs=170000, extra_sql=INCOMPRESSIBLE,
          slow_upload=True),
+    Case("idle_session_timeout", "'100ms'", needs=140000, extra_sql=STREAMED, streamed=True,
+         idle=True),
     Case("DateStyle", "'SQL, DMY'"),
     Case("DateStyle", "'German'", extra_sql=STREAMED, streamed=True),
     Case("IntervalStyle", "'sql_standard'"),
@@ -274,11 +278,14 @@ def test_a_database_setting_breaks_nothing(case: Case, cli, pg, bucket, s3, moto
     if case.slow_upload:  # the precondition: the snapshot sat idle longer than the timeout
         assert manifest["duration_seconds"] > 2.0
 
+    # The watch looks every 0.2 s at the least: twice the idle case's timeout.
+    watch = ["--lock-wait-timeout", "2"] if case.idle else []
     restored = cli(
         "restore", "--bucket", bucket, "--key", manifest["dump_key"], "--database-url", target,
-        env=tools,
+        *watch, env=tools,
     )  # fmt: skip
     assert restored.returncode == 0, restored.stderr
+    assert "no longer watched" not in restored.stderr
     assert fingerprint(canonical(target)) == fingerprint(canonical(source))
 
     with scratch_role(server, case.name, case.value) as scratch:
@@ -304,6 +311,9 @@ def test_session_settings_are_version_aware():
     assert session_settings(150000)["enable_tidscan"] == "on"  # ctid ranges stay range scans
     assert "default_transaction_read_only" not in session_settings(150000)
     assert session_settings(150000, writable=True)["default_transaction_read_only"] == "off"
+    assert "idle_session_timeout" not in session_settings(130000)
+    assert session_settings(140000)["idle_session_timeout"] == "0"
+    assert restore_settings(150000)["idle_session_timeout"] == "0"
     assert "transaction_timeout" not in restore_settings(150000)
     assert restore_settings(180000)["transaction_timeout"] == "0"
 
