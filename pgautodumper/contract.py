@@ -238,6 +238,13 @@ class DumpResult(Model):
     size_anomaly: bool = False
 
 
+def scratch_lacks(extensions: list[str], collations: list[str]) -> str:
+    """What a verify's scratch server lacked, for a WARN verdict's reason and its message."""
+    found = [f"extension(s) {', '.join(extensions)}"] if extensions else []
+    found += [f"collation(s) {', '.join(collations)}"] if collations else []
+    return " and ".join(found)
+
+
 class VerifyResult(Model):
     verdict: Literal["passed", "warn", "failed", "skipped"]
     verified_key: str | None = None
@@ -246,6 +253,7 @@ class VerifyResult(Model):
     )
     mismatched_tables: list[str] = Field(default_factory=list)
     missing_extensions: list[str] = Field(default_factory=list)
+    missing_collations: list[str] = Field(default_factory=list)
     unchecked_tables: list[str] = Field(default_factory=list)
     reason: str | None = None
     checked_at: datetime | None = None

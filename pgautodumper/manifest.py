@@ -262,8 +262,12 @@ class Verdict(BaseModel):
     missing_extensions: list[str] = Field(
         default_factory=list, description="the scratch server could not load them (warn)"
     )
+    missing_collations: list[str] = Field(
+        default_factory=list, description="the scratch server lacks them: no such locale (warn)"
+    )
     unchecked_tables: list[str] = Field(
-        default_factory=list, description="not restored for lack of those extensions (warn)"
+        default_factory=list,
+        description="not restored for lack of those extensions or collations (warn)",
     )
     reason: str | None = None
     tool_version: str

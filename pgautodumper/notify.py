@@ -31,7 +31,13 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel
 
 from pgautodumper import aws, errors
-from pgautodumper.contract import ExecutionDocument, FailureInfo, RunReport, VerifyResult
+from pgautodumper.contract import (
+    ExecutionDocument,
+    FailureInfo,
+    RunReport,
+    VerifyResult,
+    scratch_lacks,
+)
 from pgautodumper.errors import (
     BackupAlreadyRunningError,
     NotificationError,
@@ -107,7 +113,8 @@ def build_report(document: ExecutionDocument) -> RunReport:
         warnings.append(
             "verify could not check "
             f"{', '.join(document.verify.unchecked_tables) or 'every object'}: the scratch "
-            f"server lacks extension(s) {', '.join(document.verify.missing_extensions)}"
+            "server lacks "
+            + scratch_lacks(document.verify.missing_extensions, document.verify.missing_collations)
         )
     error = document.error
     if error is not None:

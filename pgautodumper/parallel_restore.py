@@ -131,6 +131,12 @@ def available_extensions(conn: psycopg.Connection) -> set[str]:
     return {r[0] for r in conn.execute("SELECT name FROM pg_catalog.pg_available_extensions")}
 
 
+def available_collations(conn: psycopg.Connection) -> set[str]:
+    """The collations of pg_catalog the server has for the database's encoding (initdb
+    made them from the operating system's locales)."""
+    return {row[0] for row in conn.execute(_COLLATIONS)}
+
+
 def default_jobs() -> int:
     return len(os.sched_getaffinity(0))
 
@@ -164,6 +170,9 @@ class RestoreOptions(BaseModel):
         description="extensions the target cannot load (verify): restore what does not need "
         "them, past the errors of what does, and leave those tables out",
     )
+    missing_collations: list[str] = Field(
+        default_factory=list, description="collations the target lacks (verify): the same"
+    )
 
     @property
     def leave_out_flags(self) -> list[str]:
@@ -171,7 +180,7 @@ class RestoreOptions(BaseModel):
 
     @property
     def tolerant(self) -> bool:
-        return bool(self.missing_extensions)
+        return bool(self.missing_extensions or self.missing_collations)
 
     @property
     def partial(self) -> bool:
@@ -434,7 +443,7 @@ class _Restore:
                 hint=TABLESPACES_HINT,
             )
         collations = sorted(set(self.manifest.collations) - found.collations)
-        if collations:
+        if collations and not self.request.tolerant:
             raise MissingCollationsError(
                 f"the restore target {where} has no collation(s) "
                 f"{', '.join(f'pg_catalog.{c}' for c in collations)}, which columns or indexes "
@@ -881,7 +890,7 @@ def inspect(target: ConnectionInfo) -> _Target:
             schemas = {row[0] for row in conn.execute(_SCHEMAS).fetchall()}
             extensions = available_extensions(conn)
             tablespaces = {row[0] for row in conn.execute(_TABLESPACES).fetchall()}
-            collations = {row[0] for row in conn.execute(_COLLATIONS).fetchall()}
+            collations = available_collations(conn)
             connections = connection_budget.measure(conn, closing=True)
             count = conn.execute(
                 "SELECT pg_catalog.count(*) FROM pg_catalog.pg_class c"

@@ -152,6 +152,7 @@ def verify_result(verdict: Verdict, keys: layout.BackupKeys) -> VerifyResult:
         restore_seconds=verdict.restore_seconds,
         mismatched_tables=[t.table for t in verdict.mismatches()] + verdict.extra_tables,
         missing_extensions=verdict.missing_extensions,
+        missing_collations=verdict.missing_collations,
         unchecked_tables=verdict.unchecked_tables,
         reason=verdict.reason,
         checked_at=verdict.checked_at,

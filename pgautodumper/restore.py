@@ -32,10 +32,16 @@ from pydantic import BaseModel, Field
 
 from pgautodumper import catalog, layout, lock_watch, storage
 from pgautodumper.child import ToolProcess
-from pgautodumper.connection import ConnectionInfo, connect, restore_settings
+from pgautodumper.connection import (
+    ConnectionInfo,
+    connect,
+    refused_for_lack_of_slots,
+    restore_settings,
+)
 from pgautodumper.database_properties import AppliedProperties
 from pgautodumper.errors import (
     ChecksumMismatchError,
+    ConnectionLimitError,
     DatabaseError,
     DatabaseNotFoundError,
     MissingCollationsError,
@@ -216,8 +222,13 @@ _MISSING_COLLATION = re.compile(
 
 
 def named_cause(exc: RestoreFailedError, target: ConnectionInfo) -> DatabaseError | None:
-    """What the target lacks, named from pg_restore's error: a role, membership in one, a
-    tablespace, a collation."""
+    """What the target lacks, named from pg_restore's error: a free session slot, a role,
+    membership in one, a tablespace, a collation."""
+    if refused_for_lack_of_slots(exc.message):
+        return ConnectionLimitError(
+            f"{target.describe()} refused a session of the restore ({exc.message})",
+            hint="restore again with fewer --jobs, end idle sessions, or raise that limit",
+        )
     if space := _MISSING_TABLESPACE.search(exc.message):
         return MissingTablespacesError(
             f"the restore target {target.describe()} has no tablespace {space[1]!r}, which "

@@ -23,6 +23,7 @@ from psycopg import sql
 
 from pgautodumper import __version__, catalog, layout, storage
 from pgautodumper.connection import ConnectionInfo, connect
+from pgautodumper.contract import scratch_lacks
 from pgautodumper.errors import (
     DatabaseError,
     PgautodumperError,
@@ -31,7 +32,7 @@ from pgautodumper.errors import (
     redact,
 )
 from pgautodumper.manifest import Manifest, ManifestV2, Verdict, VerifiedTable
-from pgautodumper.parallel_restore import available_extensions
+from pgautodumper.parallel_restore import available_collations, available_extensions
 from pgautodumper.restore import RestoreOptions, restore
 from pgautodumper.snapshot import count_rows
 
@@ -143,21 +144,22 @@ def verify(
         raise
     expected = by_root(manifest.row_counts(), via_root)
     tables, extra = compare(expected, by_root(restored, via_root))
-    missing = options.missing_extensions
-    # Without an extension some tables cannot exist: they were not checked, not lost.
-    unchecked = sorted(set(expected) - set(restored)) if missing else []
+    lacks = scratch_lacks(options.missing_extensions, options.missing_collations)
+    # Without an extension or a collation some tables cannot exist: not checked, not lost.
+    unchecked = sorted(set(expected) - set(restored)) if lacks else []
     failed = [t for t in tables if not t.matches and t.table not in unchecked]
     verdict = Verdict(
         dump_key=dump_key,
-        verdict="failed" if failed or extra else "warn" if missing else "passed",
+        verdict="failed" if failed or extra else "warn" if lacks else "passed",
         checked_at=datetime.now(UTC),
         restore_seconds=restore_seconds,
         sha256_ok=True,
         tables=tables,
         extra_tables=extra,
-        missing_extensions=missing,
+        missing_extensions=options.missing_extensions,
+        missing_collations=options.missing_collations,
         unchecked_tables=unchecked,
-        reason=_reason(failed, extra, missing, unchecked),
+        reason=_reason(failed, extra, lacks, unchecked),
         tool_version=__version__,
     )
     _record(bucket, keys, verdict)
@@ -170,14 +172,14 @@ def verify(
 
 
 def _reason(
-    failed: list[VerifiedTable], extra: list[str], missing: list[str], unchecked: list[str]
+    failed: list[VerifiedTable], extra: list[str], lacks: str, unchecked: list[str]
 ) -> str | None:
     if failed or extra:
         return f"{len(failed)} table(s) differ, {len(extra)} unexpected"
-    if missing:
+    if lacks:
         return (
-            f"the scratch server lacks extension(s) {', '.join(missing)}: "
-            f"{len(unchecked)} table(s) not checked ({', '.join(unchecked) or 'none'})"
+            f"the scratch server lacks {lacks}: {len(unchecked)} table(s) not checked "
+            f"({', '.join(unchecked) or 'none'})"
         )
     return None
 
@@ -185,23 +187,27 @@ def _reason(
 def scratch_options(scratch: ConnectionInfo, manifest: Manifest | ManifestV2) -> RestoreOptions:
     """How to restore into the scratch server: with the backup's roles where it may create
     them (so owners and grants are restored, hence verified, too), past the errors of
-    extensions it cannot load (a WARN verdict names them), and without tablespaces,
+    extensions it cannot load and collations it lacks (a WARN verdict names them, and
+    the tables it could not check), and without tablespaces,
     which a scratch server does not have (where a table is stored is not its data)."""
     with connect(scratch) as admin:
         (may_create_roles,) = admin.execute(
             "SELECT rolsuper OR rolcreaterole FROM pg_catalog.pg_roles WHERE rolname = current_user"
         ).fetchone()
         available = available_extensions(admin)
+        collations = available_collations(admin)
     if not isinstance(manifest, ManifestV2):
         # Format 1 stores no roles, nor the database's properties.
         return RestoreOptions(no_owner=True, no_tablespaces=True)
     with_roles = manifest.roles is not None and may_create_roles
     missing = sorted(set(manifest.extensions) - available)
-    if missing:
-        log.warning("the scratch server lacks extension(s): %s", ", ".join(missing))
+    lacking = sorted(set(manifest.collations) - collations)
+    if missing or lacking:
+        log.warning("the scratch server lacks %s", scratch_lacks(missing, lacking))
     return RestoreOptions(
         no_owner=not with_roles, with_roles=with_roles, owners_if_possible=True,
-        missing_extensions=missing, database_properties=False, no_tablespaces=True,
+        missing_extensions=missing, missing_collations=lacking, database_properties=False,
+        no_tablespaces=True,
     )  # fmt: skip
 
 

@@ -98,6 +98,8 @@ def test_next_steps_for_our_names_and_aws_names():
 
 def test_only_transient_errors_are_retried():
     retryable = {cls.__name__ for cls in errors.error_classes() if cls.retryable}
+    # A connection limit is transient too: other sessions end.
     assert retryable == {
-        "DatabaseUnreachableError", "PreflightConnectionError", "StorageUnavailableError"
+        "DatabaseUnreachableError", "PreflightConnectionError", "ConnectionLimitError",
+        "StorageUnavailableError",
     }  # fmt: skip
