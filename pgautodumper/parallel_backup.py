@@ -79,9 +79,11 @@ from pgautodumper.manifest import (
 from pgautodumper.pgtools import find_tool, server_major
 from pgautodumper.plan import Plan, PlannedPart, make_plan
 from pgautodumper.snapshot import (
+    REPLICA_CONFLICT_HINT,
     ensure_alive,
     ensure_not_rewritten,
     held_snapshot,
+    recovery_conflict,
     snapshot_lost,
 )
 
@@ -522,6 +524,8 @@ def _wait(
             refusal := row_security_refusal(failure.message)
         ):
             raise read_denied(refusal, what=database, role=conn.info.user) from None
+        if isinstance(failure, DumpFailedError) and recovery_conflict(failure.message):
+            raise DumpFailedError(failure.message, hint=REPLICA_CONFLICT_HINT) from None
         if isinstance(failure, DumpFailedError) and refused_for_lack_of_slots(failure.message):
             raise ConnectionLimitError(
                 f"the backup of {database}: {failure.message}",

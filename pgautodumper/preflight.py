@@ -48,7 +48,7 @@ from pgautodumper.errors import (
     redact,
 )
 from pgautodumper.secrets import fetch_secret
-from pgautodumper.snapshot import ServerInfo, server_info
+from pgautodumper.snapshot import REPLICA_ADVICE, ServerInfo, server_info
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +63,7 @@ LONG_TRANSACTION_SECONDS = 60  # older transactions holding table locks are warn
 
 REPLICA_WARNING = (
     "the server is a replica (pg_is_in_recovery): a long dump can be cancelled by "
-    "recovery conflicts; set max_standby_streaming_delay = -1 or "
-    "hot_standby_feedback = on, or back up the primary"
+    f"recovery conflicts; {REPLICA_ADVICE}"
 )
 
 

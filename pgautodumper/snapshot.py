@@ -107,14 +107,32 @@ class HeldSnapshot(BaseModel):
     server: ServerInfo
 
 
+REPLICA_ADVICE = (
+    "set hot_standby_feedback = on (or max_standby_streaming_delay = -1) on the replica, "
+    "or back up the primary"
+)
+REPLICA_CONFLICT_HINT = (
+    "nothing was stored; the server is a replica, and it replayed changes that removed rows "
+    f"the dump's snapshot still had to read: {REPLICA_ADVICE}; then run the backup again"
+)
+
+
+def recovery_conflict(text: str) -> bool:
+    """A replica cancelled or ended one of the dump's sessions to replay the primary."""
+    return "conflict with recovery" in text
+
+
 def snapshot_lost(info: ConnectionInfo, exc: BaseException, *, while_: str) -> DumpFailedError:
     """The named error for a held-snapshot connection that failed or died."""
     detail = redact(str(exc), info.secret_values()).strip() or type(exc).__name__
     return DumpFailedError(
         f"the connection holding the dump's snapshot on {info.describe()} failed "
         f"{while_}: {detail}",
-        hint="nothing was stored; the server may have ended the session (a timeout, "
-        "pg_terminate_backend, a restart): check its log and run the backup again",
+        hint=REPLICA_CONFLICT_HINT
+        if recovery_conflict(detail)
+        else "nothing was stored; the "
+        "server may have ended the session (a timeout, pg_terminate_backend, a restart): "
+        "check its log and run the backup again",
     )
 
 
