@@ -21,13 +21,11 @@ from collections.abc import Iterator
 import zstandard
 
 from pgautodumper import storage
-from pgautodumper.errors import ChecksumMismatchError
+from pgautodumper.errors import INCOMPLETE_TARGET, ChecksumMismatchError
 from pgautodumper.manifest import StoredObject
 
 READ_CHUNK = storage.READ_CHUNK
 WRITE_CHUNK = 1024 * 1024
-
-INCOMPLETE = "treat the target database as incomplete"
 
 
 class CheckedObject:
@@ -36,7 +34,9 @@ class CheckedObject:
     ``what`` names the object in messages ("part 3 of table public.orders").
     """
 
-    def __init__(self, bucket: str, stored: StoredObject, what: str, *, hint: str = INCOMPLETE):
+    def __init__(
+        self, bucket: str, stored: StoredObject, what: str, *, hint: str = INCOMPLETE_TARGET
+    ):
         self.bucket = bucket
         self.stored = stored
         self.what = what

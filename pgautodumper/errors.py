@@ -65,6 +65,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+# The next step after a restore failed half-way: what it committed stays.
+INCOMPLETE_TARGET = (
+    "treat the target database as incomplete: restore again into an empty database, or with --clean"
+)
+
 
 class PgautodumperError(Exception):
     """Base class; ``exit_code`` is the process exit status the CLI uses."""

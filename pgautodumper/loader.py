@@ -25,10 +25,8 @@ from psycopg import sql
 
 from pgautodumper.checked import CheckedObject
 from pgautodumper.connection import ConnectionInfo
-from pgautodumper.errors import RestoreFailedError, redact
+from pgautodumper.errors import INCOMPLETE_TARGET, RestoreFailedError, redact
 from pgautodumper.manifest import TablePart
-
-INCOMPLETE = "treat the target database as incomplete"
 
 
 class Cancelled(Exception):
@@ -77,7 +75,7 @@ def load_part(
                 raise RestoreFailedError(
                     f"restore of {what} ({part.key}) loaded {rows} rows, the manifest records "
                     f"{part.rows}; nothing of it was committed",
-                    hint=INCOMPLETE,
+                    hint=INCOMPLETE_TARGET,
                 )
     except psycopg.Error as exc:
         if stop.is_set():
@@ -88,7 +86,7 @@ def load_part(
         raise RestoreFailedError(
             f"restore of {what} ({part.key}) failed: {_first_line(exc, info)}; "
             "nothing of this part was committed",
-            hint=INCOMPLETE,
+            hint=INCOMPLETE_TARGET,
         ) from None
     finally:
         source.close()

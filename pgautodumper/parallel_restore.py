@@ -84,6 +84,7 @@ from pgautodumper.connection import ConnectionInfo, connect, restore_settings
 from pgautodumper.contract import DEFAULT_LOCK_WAIT_TIMEOUT_SECONDS
 from pgautodumper.database_properties import AppliedProperties
 from pgautodumper.errors import (
+    INCOMPLETE_TARGET,
     ConnectionLimitError,
     DatabaseError,
     MissingCollationsError,
@@ -99,7 +100,6 @@ from pgautodumper.pgtools import find_tool, leave_out_flags
 
 log = logging.getLogger(__name__)
 
-_INCOMPLETE = "treat the target database as incomplete"
 COLLATIONS_HINT = (
     "install the operating system locales on the target server (Debian/Ubuntu: the "
     "locales-all package), import them (SELECT pg_import_system_collations('pg_catalog')), "
@@ -591,7 +591,7 @@ class _Restore:
             raise RestoreFailedError(
                 f"restore of {self.manifest.dump_key} ({what}) into {self.dbname} failed: "
                 f"{process.failure()}",
-                hint=_INCOMPLETE,
+                hint=INCOMPLETE_TARGET,
             )
 
     def read_data_toc(self) -> list[toc.Entry]:
@@ -700,7 +700,7 @@ class _Restore:
         elif not fed or code != 0:
             raise RestoreFailedError(
                 f"restore of {stored.key} into {self.dbname} failed: {process.failure()}",
-                hint=_INCOMPLETE,
+                hint=INCOMPLETE_TARGET,
             )
 
     def restore_data_selection(self, data_list: Path, stop: _Stop) -> None:
@@ -746,7 +746,7 @@ class _Restore:
             if script.wait() != 0:
                 raise RestoreFailedError(
                     f"restore of {stored.key} into {self.dbname} failed: {script.failure()}",
-                    hint=_INCOMPLETE,
+                    hint=INCOMPLETE_TARGET,
                 )
             with contextlib.suppress(BrokenPipeError):
                 psql.stdin.close()  # COMMIT
@@ -762,7 +762,7 @@ class _Restore:
                 raise loader.Cancelled()
             raise RestoreFailedError(
                 f"restore of {stored.key} into {self.dbname} failed: {psql.failure()}",
-                hint=_INCOMPLETE,
+                hint=INCOMPLETE_TARGET,
             )
 
     def analyze(self, tables: list[tuple[str, str]] | None) -> None:

@@ -40,6 +40,7 @@ from pgautodumper.connection import (
 )
 from pgautodumper.database_properties import AppliedProperties
 from pgautodumper.errors import (
+    INCOMPLETE_TARGET,
     ChecksumMismatchError,
     ConnectionLimitError,
     DatabaseError,
@@ -66,7 +67,6 @@ from pgautodumper.roles import CreatedRoles
 
 log = logging.getLogger(__name__)
 
-_INCOMPLETE = "treat the target database as incomplete"
 
 _USER_OBJECTS = """
 SELECT pg_catalog.count(*) FROM pg_catalog.pg_class c
@@ -295,7 +295,7 @@ def _restore_format1(
             process.wait()
             raise RestoreFailedError(
                 f"restore of {keys.dump} into {dbname} failed: {process.failure()}",
-                hint=_INCOMPLETE,
+                hint=INCOMPLETE_TARGET,
             )
     except BaseException:
         process.kill()
@@ -303,7 +303,7 @@ def _restore_format1(
     if process.wait() != 0:
         raise RestoreFailedError(
             f"restore of {keys.dump} into {dbname} failed: {process.failure()}",
-            hint=_INCOMPLETE,
+            hint=INCOMPLETE_TARGET,
         )
     return RestoreResult(
         dump_key=keys.dump,
@@ -356,7 +356,7 @@ def feed_dump(process: ToolProcess, chunks: Iterator[bytes], manifest: Manifest)
         raise ChecksumMismatchError(
             f"the checksum matches the manifest, but the backup {manifest.dump_key} is "
             f"corrupt ({what})",
-            hint=_INCOMPLETE,
+            hint=INCOMPLETE_TARGET,
         )
     try:
         process.stdin.close()
@@ -385,11 +385,11 @@ def _check_stored(manifest: Manifest, size: int, sha256: str) -> None:
             f"checksum mismatch: the backup {manifest.dump_key} is corrupt: it has "
             f"{more}{size} bytes, the manifest records {manifest.stored_bytes} "
             "(truncated or replaced)",
-            hint=_INCOMPLETE,
+            hint=INCOMPLETE_TARGET,
         )
     if sha256 != manifest.sha256:
         raise ChecksumMismatchError(
             f"checksum mismatch: the backup {manifest.dump_key} is corrupt: its sha256 is "
             f"{sha256}, the manifest records {manifest.sha256}",
-            hint=_INCOMPLETE,
+            hint=INCOMPLETE_TARGET,
         )

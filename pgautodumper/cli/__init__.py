@@ -77,6 +77,9 @@ def cli(debug: bool, quiet: bool) -> None:
     )
     for noisy in ("botocore", "boto3", "urllib3", "s3transfer"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # psycopg warns, with object reprs, about cleanups after a lost connection: the
+    # error that lost it is what we report.
+    logging.getLogger("psycopg").setLevel(logging.ERROR)
 
 
 class _Terminated(BaseException):
