@@ -189,8 +189,8 @@ def _settings(encoding: str) -> bytes:
 
 
 def _write_part(bucket: str, part: TablePart, number: int, script: _Script, codec: str) -> None:
-    columns = ", ".join(_quote(c) for c in part.columns)
-    header = f"COPY {_quote(part.schema_name)}.{_quote(part.table)} ({columns}) FROM stdin;\n"
+    columns = f" ({', '.join(map(_quote, part.columns))})" if part.columns else ""  # as loader.py
+    header = f"COPY {_quote(part.schema_name)}.{_quote(part.table)}{columns} FROM stdin;\n"
     script.write(header.encode(codec, errors="strict"))
     source = CheckedObject(bucket, part, f"part {number} of table {part.qualified}")
     try:

@@ -34,9 +34,13 @@ class Cancelled(Exception):
 
 
 def copy_statement(part: TablePart, *, freeze: bool) -> sql.Composed:
-    columns = sql.SQL(", ").join(sql.Identifier(c) for c in part.columns)
+    # A table without a column (or with only generated ones) is COPYed with no list:
+    # "()" is a syntax error, and its rows are empty lines.
+    columns = sql.SQL("")
+    if part.columns:
+        columns = sql.SQL(" ({})").format(sql.SQL(", ").join(map(sql.Identifier, part.columns)))
     options = sql.SQL(" (FREEZE)") if freeze else sql.SQL("")
-    return sql.SQL("COPY {}.{} ({}) FROM STDIN{}").format(
+    return sql.SQL("COPY {}.{}{} FROM STDIN{}").format(
         sql.Identifier(part.schema_name), sql.Identifier(part.table), columns, options
     )
 

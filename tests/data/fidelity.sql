@@ -28,6 +28,14 @@ SELECT g, 'événement ' || g || E' tab\there \\ back "q"', repeat('j', 20), g %
 ALTER TABLE "Ünïcødé ""Schema"".x"."Big*Table.""Quoted"" ÉVÉNEMENTS" DROP COLUMN junk;
 CREATE INDEX "Évé*idx" ON "Ünïcødé ""Schema"".x"."Big*Table.""Quoted"" ÉVÉNEMENTS" (at);
 
+-- No column left to COPY: none at all, and only a dropped one. Both stream; their rows
+-- are empty lines, and COPY takes no column list for them.
+CREATE TABLE no_columns ();
+INSERT INTO no_columns SELECT FROM generate_series(1, 60000);
+CREATE TABLE all_dropped (gone int);
+INSERT INTO all_dropped SELECT generate_series(1, 60000);
+ALTER TABLE all_dropped DROP COLUMN gone;
+
 CREATE TABLE floats (k text PRIMARY KEY, v float8, r real);
 INSERT INTO floats VALUES ('nan', 'NaN', 'NaN'), ('-0', '-0', '-0'), ('max', '1e308', '3.4e38'),
     ('min-normal', '2.2250738585072014e-308', '1.17549435e-38'),
