@@ -4,8 +4,9 @@ Read in the leader's snapshot (its catalog is the dump's catalog), once the
 leader holds ACCESS SHARE on every table (the size functions lock what they
 measure; under our locks they cannot wait):
 
-- **Streamed**: ordinary tables and leaf partitions (permanent or unlogged) whose
-  size is at least the threshold (``DEFAULT_STREAM_THRESHOLD``, 64 MiB). Each
+- **Streamed**: ordinary tables and leaf partitions (permanent, or unlogged but not on
+  a hot standby, where they have no data) whose size is at least the threshold
+  (``DEFAULT_STREAM_THRESHOLD``, 64 MiB). Each
   becomes one or more parts, ``COPY (SELECT <columns> FROM ONLY t [WHERE
   range]) TO STDOUT``; the column list leaves out dropped and generated
   columns. From PostgreSQL 14 a big table is split into ctid ranges, which a
@@ -70,6 +71,7 @@ SELECT t.oid, t.nspname, t.relname, t.relispartition, t.heap_bytes, t.table_byte
                   FROM pg_catalog.pg_class c
                   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
                  WHERE c.relkind = 'r' AND c.relpersistence IN ('p', 'u')
+                   AND (c.relpersistence = 'p' OR NOT pg_catalog.pg_is_in_recovery())
                    AND c.oid = ANY (%(locked)s::pg_catalog.oid[])
                    AND n.nspname NOT IN ('pg_catalog', 'information_schema')
                    AND n.nspname !~ '^pg_(toast|temp_)'

@@ -37,8 +37,12 @@ class LockedTable(Protocol):
 
 # Tables whose data pg_dump writes: ordinary tables and leaf partitions, outside
 # the system schemas, not owned by an extension.
+# On a hot standby an unlogged table has no data to read ("cannot access temporary or
+# unlogged relations during recovery"), and pg_dump leaves its data out there (it sets
+# no_unlogged_table_data on a standby): it is in the backup empty.
 _DUMPED_TABLES = """
-SELECT n.nspname, c.relname
+SELECT n.nspname, c.relname,
+       c.relpersistence = 'u' AND pg_catalog.pg_is_in_recovery() AS without_data
   FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
  WHERE c.relkind = 'r'
    AND n.nspname NOT IN ('pg_catalog', 'information_schema')
@@ -83,9 +87,13 @@ def count_rows(
     conn: psycopg.Connection, *, skip: set[tuple[str, str]] | frozenset = frozenset()
 ) -> list[TableRows]:
     """Exact row counts of every dumped table but ``skip``, in the connection's snapshot."""
-    counts = []
-    for schema, table in conn.execute(_DUMPED_TABLES).fetchall():
+    counts, empty = [], []
+    for schema, table, without_data in conn.execute(_DUMPED_TABLES).fetchall():
         if (schema, table) in skip:
+            continue
+        if without_data:
+            empty.append(f"{schema}.{table}")
+            counts.append(TableRows(schema=schema, table=table, rows=0))
             continue
         query = sql.SQL("SELECT pg_catalog.count(*) FROM {}.{}").format(
             sql.Identifier(schema), sql.Identifier(table)
@@ -99,6 +107,11 @@ def count_rows(
                 role=conn.info.user,
             ) from None
         counts.append(TableRows(schema=schema, table=table, rows=row[0] if row else 0))
+    if empty:
+        log.warning(
+            "the server is a replica: unlogged table(s) %s have no data there, and are in the "
+            "backup empty (back up the primary to keep their rows)", ", ".join(empty),
+        )  # fmt: skip
     return counts
 
 
