@@ -1,10 +1,13 @@
-"""Tests marked ``background`` run in a child pytest, started when the session sets up;
-the parent's item then only waits for that child and takes its outcome.
+"""Tests marked ``background`` run in child pytest processes, one per module, alongside
+the rest of the suite: long tests that mostly wait (Terraform polling the emulator,
+a checkov install) or run single-threaded tools while the database tests keep the
+server busy.
 
-For a long test that mostly waits: the emulated smoke test spends two minutes in the
-AWS provider's polling, time the rest of the suite can use. The child shares the
-session's PostgreSQL (its backup role and password) and its moto server; everything
-else (its emulator, buckets, databases) is its own, as in any test.
+The parent deselects them (their fixtures are not set up twice), starts the children
+once its PostgreSQL and moto server are up, and waits for them when its own tests are
+done; their results end the terminal summary, and one failure fails the session. A
+child shares the session's PostgreSQL (its backup role and password) and its moto
+server; everything else (its emulators, buckets, databases) is its own, as in any test.
 """
 
 from __future__ import annotations
@@ -15,59 +18,68 @@ import subprocess
 import sys
 import tempfile
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-
-import pytest
 
 CHILD_ENV = "PGAUTODUMPER_TEST_BACKGROUND_CHILD"
 MARKER = "background"
+TIMEOUT_SECONDS = 900
 
 
 def in_child() -> bool:
     return bool(os.environ.get(CHILD_ENV))
 
 
-@dataclass
+@dataclass(eq=False)
 class Child:
-    """One background test: a ``pytest NODEID`` process and its JUnit report."""
+    """The background tests of one module: a ``pytest NODEID...`` process (the module's
+    fixtures are built once) and its JUnit report."""
 
-    nodeid: str
+    module: str
     process: subprocess.Popen[bytes]
     folder: Path
+    failures: list[str] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
 
     @classmethod
-    def start(cls, nodeid: str, root: Path, env: dict[str, str]) -> Child:
+    def start(cls, module: str, nodeids: list[str], root: Path, env: dict[str, str]) -> Child:
         folder = Path(tempfile.mkdtemp(prefix="pgad-background-"))
         with open(folder / "output.txt", "wb") as output:
             process = subprocess.Popen(
                 [sys.executable, "-m", "pytest", "-q", "-rA", "-p", "no:cacheprovider",
-                 f"--junitxml={folder / 'report.xml'}", nodeid],
+                 f"--junitxml={folder / 'report.xml'}", *nodeids],
                 cwd=root, env={**os.environ, **env, CHILD_ENV: "1"},
                 stdout=output, stderr=subprocess.STDOUT,
             )  # fmt: skip
-        return cls(nodeid, process, folder)
+        return cls(module, process, folder)
 
-    def wait(self) -> None:
-        """Wait for the child (pytest-timeout bounds the parent's item); pass, skip or fail
-        as it did."""
-        code = self.process.wait()
-        output = (self.folder / "output.txt").read_text(errors="replace")
-        case = self._case()
-        if case is not None and case.find("skipped") is not None:
-            pytest.skip(case.find("skipped").get("message", "skipped in the background run"))
-        if code != 0 or case is None:
-            pytest.fail(f"background run (exit {code}):\n{output[-8000:]}", pytrace=False)
-
-    def _case(self) -> ET.Element | None:
-        report = self.folder / "report.xml"
-        return ET.parse(report).getroot().find(".//testcase") if report.exists() else None
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
+    def finish(self) -> None:
+        """Wait (bounded), then read every test's outcome from the report."""
+        try:
+            code = self.process.wait(timeout=TIMEOUT_SECONDS)
+        except subprocess.TimeoutExpired:
             self.process.kill()
-            self.process.wait()
+            code = self.process.wait()
+        output = (self.folder / "output.txt").read_text(errors="replace")
+        report = self.folder / "report.xml"
+        cases = list(ET.parse(report).getroot().iter("testcase")) if report.exists() else []
+        for case in cases:
+            outcome = next((o for o in ("failure", "error", "skipped") if case.find(o)
+                            is not None), "passed")  # fmt: skip
+            self.counts[outcome] = self.counts.get(outcome, 0) + 1
+            if outcome in ("failure", "error"):
+                failed = case.find(outcome)
+                assert failed is not None
+                self.failures.append(f"{case.get('name')}: {failed.get('message', outcome)}\n"
+                                     f"{(failed.text or '')[-6000:]}")  # fmt: skip
+        if code != 0 and not self.failures:
+            self.failures.append(f"the child pytest exited {code}:\n{output[-6000:]}")
         shutil.rmtree(self.folder, ignore_errors=True)
 
+    def summary(self) -> str:
+        counted = ", ".join(f"{n} {outcome}" for outcome, n in sorted(self.counts.items()))
+        return f"{self.module}: {counted or 'no result'}"
 
-CHILDREN: dict[str, Child] = {}
+
+PENDING: dict[str, list[str]] = {}  # module path -> node ids, deselected in the parent
+CHILDREN: list[Child] = []

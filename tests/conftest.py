@@ -79,11 +79,24 @@ def aws_environment(moto_server: str) -> Iterator[None]:
             os.environ[key] = value
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Deselect the ``background`` tests, for children to run (tests/background.py); all of
+    them run here when nothing else was selected."""
+    if background.in_child():
+        return
+    chosen = [i for i in items if i.get_closest_marker(background.MARKER)]
+    if not chosen or len(chosen) == len(items):
+        return
+    for item in chosen:
+        background.PENDING.setdefault(item.nodeid.split("::", 1)[0], []).append(item.nodeid)
+    items[:] = [i for i in items if not i.get_closest_marker(background.MARKER)]
+    config.hook.pytest_deselected(items=chosen)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def background_tests(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Start every selected ``background`` test in its child pytest (tests/background.py)."""
-    selected = [i for i in request.session.items if i.get_closest_marker(background.MARKER)]
-    if not selected or background.in_child():
+    """Start the children once the server and its backup role exist; wait for them last."""
+    if not background.PENDING:
         yield
         return
     pg: ThrowawayPostgres = request.getfixturevalue("pg")
@@ -92,21 +105,27 @@ def background_tests(request: pytest.FixtureRequest) -> Iterator[None]:
         "PGAUTODUMPER_TEST_MOTO": request.getfixturevalue("moto_server"),
         PASSWORD_ENV: BACKUP_PASSWORD,
     }
-    for item in selected:
-        background.CHILDREN[item.nodeid] = background.Child.start(item.nodeid, REPO, env)
+    for module, nodeids in background.PENDING.items():
+        background.CHILDREN.append(background.Child.start(module, nodeids, REPO, env))
     yield
-    for child in background.CHILDREN.values():
-        child.stop()
+    for child in background.CHILDREN:
+        child.finish()
 
 
 @pytest.hookimpl(tryfirst=True)
-def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
-    """In the parent, a background test's body is its child's outcome."""
-    child = background.CHILDREN.get(pyfuncitem.nodeid)
-    if child is None:
-        return None
-    child.wait()
-    return True
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if any(child.failures for child in background.CHILDREN):
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if not background.CHILDREN:
+        return
+    terminalreporter.section("background tests (run alongside, in child pytests)")
+    for child in background.CHILDREN:
+        terminalreporter.write_line(child.summary())
+        for failure in child.failures:
+            terminalreporter.write_line(f"FAILED {child.module}::{failure}")
 
 
 @pytest.fixture

@@ -19,7 +19,8 @@ from typing import Any
 
 import pytest
 
-pytestmark = [pytest.mark.terraform, pytest.mark.slow]
+# One Terraform plan, single-threaded: alongside the database tests.
+pytestmark = [pytest.mark.terraform, pytest.mark.slow, pytest.mark.background]
 
 NAMESPACE = "pgautodumper"
 PREFIX = "pgautodumper-scale-limits-abcdef"

@@ -34,6 +34,10 @@ from tests.terraform.terraform_support import (
     unquote,
 )
 
+# Terraform plans of the module and of the vault, single-threaded: alongside the database
+# tests (tests/background.py).
+pytestmark = pytest.mark.background
+
 # (policy document, statement sid) -> (the actions allowed on "*", why AWS requires "*").
 WILDCARD_RESOURCE_ALLOW_LIST: dict[tuple[str, str], tuple[frozenset[str], str]] = {
     ("kms", "AccountAdministration"): (

@@ -28,7 +28,8 @@ import pytest
 
 from tests.terraform.terraform_support import Terraform
 
-pytestmark = [pytest.mark.terraform, pytest.mark.slow]
+# One Terraform plan of 100 databases, single-threaded: alongside the database tests.
+pytestmark = [pytest.mark.terraform, pytest.mark.slow, pytest.mark.background]
 
 INLINE_PER_ROLE = 10_240
 MANAGED_POLICY = 6_144

@@ -14,7 +14,8 @@ import pytest
 
 from tests.terraform.terraform_support import CHECKOV, MODULE, Terraform, skip_loudly
 
-pytestmark = pytest.mark.terraform
+# terraform init and validate of every example: alongside the database tests.
+pytestmark = [pytest.mark.terraform, pytest.mark.background]
 
 EXAMPLES = sorted(path.name for path in (MODULE / "examples").iterdir() if path.is_dir())
 
