@@ -80,8 +80,12 @@ _CREATED_FROM_FILES = (
 def scratch_name(keys: layout.BackupKeys, *, now: datetime | None = None) -> str:
     """``pgad_verify_<UTC creation time>_<run id>_<random>``, at most 60 characters."""
     stamp = (now or datetime.now(UTC)).strftime(_STAMP)
-    run = re.sub(r"[^a-z0-9_]", "_", keys.run_id.lower())[:24]
-    return f"{SCRATCH_PREFIX}{stamp}_{run}_{secrets.token_hex(4)}"
+    return f"{SCRATCH_PREFIX}{stamp}_{scratch_run(keys.run_id)}_{secrets.token_hex(4)}"
+
+
+def scratch_run(run_id: str) -> str:
+    """The part of a scratch database's name that names the backup's run."""
+    return re.sub(r"[^a-z0-9_]", "_", run_id.lower())[:24]
 
 
 def created_at(name: str) -> datetime | None:

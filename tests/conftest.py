@@ -20,6 +20,7 @@ import pytest
 from pgautodumper import aws
 from pgautodumper.local.moto_server import MotoServer
 from pgautodumper.scratch import ThrowawayPostgres
+from pgautodumper.verify import SCRATCH_PREFIX, scratch_run
 from tests import background
 
 REPO = Path(__file__).resolve().parent.parent
@@ -148,6 +149,14 @@ def create_database(server: ThrowawayPostgres, sql: str = "", *, name: str | Non
     if sql:
         server.psql(sql, dbname=dbname)
     return server.url(BACKUP_ROLE, BACKUP_PASSWORD, dbname)
+
+
+def verify_leftovers(server: ThrowawayPostgres, manifest: dict) -> list[str]:
+    """The scratch databases a verify of ``manifest``'s backup left on ``server`` (named
+    after its run id: other tests' verifies may be running on the same server)."""
+    run = scratch_run(manifest["run_id"])
+    names = server.psql(f"SELECT datname FROM pg_database WHERE datname LIKE '{SCRATCH_PREFIX}%'")
+    return [name for name in names.split() if f"_{run}_" in name]
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import psycopg
 import pytest
 
 from pgautodumper.scratch import ThrowawayPostgres
-from tests.conftest import BACKUP_PASSWORD, run_cli
+from tests.conftest import BACKUP_PASSWORD, run_cli, verify_leftovers
 from tests.integration.format2 import (
     DATA,
     EXTENSION_SQL,
@@ -147,8 +147,7 @@ def test_verify_passes_and_records_restore_seconds(pg, bucket_name, manifest, s3
     # Enum hash partitions are compared through their root (rows may change partition).
     assert checked["public.feelings"]["restored_rows"] == 30000
     assert "public.feelings_0" not in checked
-    leftovers = pg.psql("SELECT datname FROM pg_database WHERE datname LIKE 'pgad_verify_%'")
-    assert leftovers.strip() == ""
+    assert verify_leftovers(pg, manifest) == []
 
 
 def test_export_loads_with_psql_alone(dbs, bucket_name, manifest, expected, tmp_path):

@@ -10,7 +10,7 @@ import zlib
 
 import pytest
 
-from tests.conftest import BACKUP_PASSWORD
+from tests.conftest import BACKUP_PASSWORD, verify_leftovers
 from tests.integration.mangling import flip_middle_byte, mangling_proxy
 
 SQL = """
@@ -86,8 +86,7 @@ def test_verify_refuses_tampered_bytes(cli, pg, bucket, s3, backup, change):
     assert (
         verdict["reason"].startswith("ChecksumMismatchError: ") and "corrupt" in verdict["reason"]
     )
-    leftovers = pg.psql("SELECT datname FROM pg_database WHERE datname LIKE 'pgad_verify_%'")
-    assert leftovers.strip() == ""
+    assert verify_leftovers(pg, backup) == []
 
 
 def test_verify_reports_row_count_differences(cli, pg, bucket, s3, backup):

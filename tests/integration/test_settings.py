@@ -25,10 +25,14 @@ import pytest
 
 from pgautodumper.connection import pgoptions, restore_settings, session_settings
 from pgautodumper.scratch import ThrowawayPostgres
-from tests.conftest import BACKUP_PASSWORD, create_database
+from tests.conftest import BACKUP_PASSWORD, create_database, verify_leftovers
 from tests.faults import faulty_proxy
 from tests.integration.conftest import tools_of
 from tests.pgcompare import fingerprint
+
+# One workflow per setting, each waiting on its own tools and proxies: alongside the rest
+# (tests/background.py).
+pytestmark = pytest.mark.background
 
 DATA = """
 CREATE TABLE measures (
@@ -297,7 +301,7 @@ def test_a_database_setting_breaks_nothing(case: Case, cli, pg, bucket, s3, moto
     verdict_key = manifest["manifest_key"].replace(".manifest.json", ".verified.json")
     verdict = json.loads(s3.get_object(Bucket=bucket, Key=verdict_key)["Body"].read())
     assert verdict["verdict"] == "passed"
-    assert server.psql("SELECT datname FROM pg_database WHERE datname LIKE 'pgad_verify_%'") == ""
+    assert verify_leftovers(server, manifest) == []
     for result in (backup, restored, verified):
         assert "Traceback" not in result.stderr
         assert BACKUP_PASSWORD not in result.stdout + result.stderr

@@ -9,7 +9,8 @@ import pytest
 
 from tests.conftest import BACKUP_PASSWORD
 
-pytestmark = pytest.mark.slow
+# Whole workflows on the emulator, mostly waiting on it: alongside the rest.
+pytestmark = [pytest.mark.slow, pytest.mark.background]
 
 
 def test_local_run_backs_up_a_given_database(cli, make_database, tmp_path):

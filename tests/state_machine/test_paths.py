@@ -20,7 +20,8 @@ from pgautodumper.local.emulator import Emulator
 from pgautodumper.local.run import LocalRunResult, run_in
 from tests.conftest import BACKUP_PASSWORD
 
-pytestmark = pytest.mark.slow
+# Whole workflows on the emulator, mostly waiting on it: alongside the rest.
+pytestmark = [pytest.mark.slow, pytest.mark.background]
 SAMPLE = """
 CREATE TABLE items (id int PRIMARY KEY, label text, price numeric(8,2), seen timestamptz);
 INSERT INTO items SELECT g, 'item ' || g, g / 7.0, now() FROM generate_series(1, 2000) g;

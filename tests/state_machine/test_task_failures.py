@@ -26,7 +26,8 @@ from pgautodumper.local.run import LocalRunResult, run_in
 from tests.conftest import BACKUP_PASSWORD
 from tests.faults import faulty_proxy, writes
 
-pytestmark = pytest.mark.slow
+# Whole workflows on the emulator, mostly waiting on it: alongside the rest.
+pytestmark = [pytest.mark.slow, pytest.mark.background]
 
 TABLES = """
 CREATE TABLE items (id int PRIMARY KEY, label text);
