@@ -137,6 +137,9 @@ class TaskRunner:
         def wait() -> None:
             code = docker_exit_code(process.wait())
             local.exit_code = code
+            # Logs first, as the awslogs driver flushes before the task is STOPPED: once
+            # the workflow sees it stopped, it may read (and link) them at once.
+            self._ship_logs(container, task.id, local.log())
             self._stopped(
                 task,
                 local,
@@ -144,7 +147,6 @@ class TaskRunner:
                 stop_code="EssentialContainerExited" if not local.stop_reason else "UserInitiated",
                 reason=local.stop_reason or "Essential container in task exited",
             )
-            self._ship_logs(container, task.id, local.log())
             local.done.set()
 
         threading.Thread(target=wait, name=f"pgad-task-{task.id}", daemon=True).start()
