@@ -71,6 +71,19 @@ INCOMPLETE_TARGET = (
 )
 
 
+# What to do when the restore target lacks what the backup's objects need: said before
+# anything changed, or named from pg_restore's error.
+COLLATIONS_HINT = (
+    "install the operating system locales on the target server (Debian/Ubuntu: the "
+    "locales-all package), import them (SELECT pg_import_system_collations('pg_catalog')), "
+    "and restore again; or restore into a server that has them"
+)
+TABLESPACES_HINT = (
+    "restore with --no-tablespaces (everything goes into the database's default tablespace), "
+    "or create them on the target first (CREATE TABLESPACE name LOCATION 'directory')"
+)
+
+
 class PgautodumperError(Exception):
     """Base class; ``exit_code`` is the process exit status the CLI uses."""
 

@@ -84,7 +84,9 @@ from pgautodumper.connection import ConnectionInfo, connect, restore_settings
 from pgautodumper.contract import DEFAULT_LOCK_WAIT_TIMEOUT_SECONDS
 from pgautodumper.database_properties import AppliedProperties
 from pgautodumper.errors import (
+    COLLATIONS_HINT,
     INCOMPLETE_TARGET,
+    TABLESPACES_HINT,
     ConnectionLimitError,
     DatabaseError,
     MissingCollationsError,
@@ -100,15 +102,6 @@ from pgautodumper.pgtools import find_tool, leave_out_flags
 
 log = logging.getLogger(__name__)
 
-COLLATIONS_HINT = (
-    "install the operating system locales on the target server (Debian/Ubuntu: the "
-    "locales-all package), import them (SELECT pg_import_system_collations('pg_catalog')), "
-    "and restore again; or restore into a server that has them"
-)
-TABLESPACES_HINT = (
-    "restore with --no-tablespaces (everything goes into the database's default tablespace), "
-    "or create them on the target first (CREATE TABLESPACE name LOCATION 'directory')"
-)
 
 _RELATIONS = """
 SELECT n.nspname, c.relname FROM pg_catalog.pg_class c
@@ -409,9 +402,10 @@ class _Restore:
         archive's: two each, as a loader keeps its session while it builds a table's
         indexes; or one loader, whose tables' indexes then wait for post-data."""
         what = f"the restore into {self.target.describe()}"
-        jobs, request = self.request.jobs, self.request
         try:
-            jobs = connection_budget.fit_jobs(budget, jobs, besides=1, per_job=2, what=what)
+            jobs = connection_budget.fit_jobs(
+                budget, self.request.jobs, besides=1, per_job=2, what=what
+            )
         except ConnectionLimitError:
             jobs = connection_budget.fit_jobs(budget, 1, besides=1, what=what)
             self.build_early = False
@@ -419,7 +413,7 @@ class _Restore:
                 "%s: %s leaves %d session(s) free: one loader, and every index is built "
                 "after the data", what, budget.limit, budget.free,
             )  # fmt: skip
-        self.request = request.model_copy(update={"jobs": jobs})
+        self.request = self.request.model_copy(update={"jobs": jobs})
 
     def refuse_what_the_server_lacks(self, found: _Target) -> None:
         """Before a whole restore changes anything: pre-data would stop at the first object

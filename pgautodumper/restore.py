@@ -40,7 +40,9 @@ from pgautodumper.connection import (
 )
 from pgautodumper.database_properties import AppliedProperties
 from pgautodumper.errors import (
+    COLLATIONS_HINT,
     INCOMPLETE_TARGET,
+    TABLESPACES_HINT,
     ChecksumMismatchError,
     ConnectionLimitError,
     DatabaseError,
@@ -56,12 +58,7 @@ from pgautodumper.errors import (
     redact,
 )
 from pgautodumper.manifest import Manifest, ManifestV2
-from pgautodumper.parallel_restore import (
-    COLLATIONS_HINT,
-    TABLESPACES_HINT,
-    RestoreOptions,
-    restore_format2,
-)
+from pgautodumper.parallel_restore import RestoreOptions, restore_format2
 from pgautodumper.pgtools import find_tool
 from pgautodumper.roles import CreatedRoles
 
