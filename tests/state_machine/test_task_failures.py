@@ -127,11 +127,14 @@ def holding(url: str, sql: str) -> Iterator[psycopg.Connection]:
 
 
 def wait_for_lock_wait(url: str) -> None:
-    """Until a session of the backup waits for a lock (bounded by the test's own timeout)."""
+    """Until a session of the backup waits for a lock (bounded by the test's own timeout).
+
+    In this test's database only: pg_stat_activity shows the whole server, where other
+    tests (in the background) wait on locks of their own."""
     with psycopg.connect(url, autocommit=True) as conn:
         while not conn.execute(
             "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-            " AND application_name <> 'migration-42'"
+            " AND application_name <> 'migration-42' AND datname = current_database()"
         ).fetchone():
             time.sleep(0.05)
 
