@@ -39,10 +39,20 @@ _OBJECT_COUNTS = {
 }
 
 
+# Every timeout the server has, whatever its version: a database may set one (the
+# settings tests do), and a fingerprint of a large table on a slow machine outlasts it.
+_NO_TIMEOUTS = """
+SELECT set_config(name, '0', false) FROM pg_settings
+ WHERE name IN ('statement_timeout', 'lock_timeout', 'idle_in_transaction_session_timeout',
+                'idle_session_timeout', 'transaction_timeout')
+"""
+
+
 def fingerprint(url: str) -> dict[str, object]:
     """Per-table md5 of sorted rows, plus object counts, sequences and large objects."""
     result: dict[str, object] = {}
     with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(_NO_TIMEOUTS)
         for schema, table in conn.execute(_TABLES).fetchall():
             query = sql.SQL(
                 "SELECT count(*), md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), ''))"
