@@ -217,6 +217,7 @@ def run_backup(
         finished_at=finished_at,
         duration_seconds=round(time.monotonic() - started, 3),
         tool_version=__version__,
+        database_locale=server.database_locale,
         tables=tables,
     )
     sink.write_manifest(keys.manifest, manifest.to_json())

@@ -25,7 +25,8 @@ code, documented in the README.
     │   ├── OwnershipError                 exit 18  the restorer may not give objects their owners
     │   ├── MissingExtensionsError         exit 19  the restore target cannot create an extension
     │   ├── MissingTablespacesError        exit 23  the restore target lacks a tablespace
-    │   └── MissingCollationsError         exit 24  the restore target lacks a collation (a locale)
+    │   ├── MissingCollationsError         exit 24  the restore target lacks a collation (a locale)
+    │   └── EncodingMismatchError          exit 26  the restore target's encoding cannot hold rows
     ├── PgToolError
     │   ├── PgVersionMismatchError         exit 20  no pg_dump/pg_restore new enough
     │   ├── DumpFailedError                exit 21  pg_dump, compressor or upload failed
@@ -289,6 +290,18 @@ class MissingCollationsError(DatabaseError):
     next_step = (
         "Install the locales named above on the target server and import them (SELECT "
         "pg_import_system_collations('pg_catalog')), or restore into a server that has them."
+    )
+
+
+class EncodingMismatchError(DatabaseError):
+    """The restore target's database has another encoding than the backup's, and some
+    rows cannot be converted to it. An encoding is chosen when a database is created,
+    and a restore cannot change it."""
+
+    exit_code = 26
+    next_step = (
+        "Create the target database with the backup's encoding (CREATE DATABASE ... TEMPLATE "
+        "template0 ENCODING '...', named above) and restore into it."
     )
 
 

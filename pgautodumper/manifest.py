@@ -31,10 +31,15 @@ from pydantic import (
     computed_field,
 )
 
+from pgautodumper.database_locale import DatabaseLocale
 from pgautodumper.errors import ManifestError
 
 FORMAT_VERSION = 1  # of format-1 manifests and of verdicts
 FORMAT_VERSIONS = (1, 2)  # the manifests this release reads
+_DATABASE_LOCALE = (
+    "the source database's encoding and locale, which verify creates its scratch database "
+    "with (absent in backups older than the field)"
+)
 
 
 class TableRows(BaseModel):
@@ -80,6 +85,7 @@ class Manifest(BaseModel):
     finished_at: datetime
     duration_seconds: float
     tool_version: str
+    database_locale: DatabaseLocale | None = Field(None, description=_DATABASE_LOCALE)
     tables: list[TableRows]
 
     def to_json(self) -> bytes:
@@ -165,6 +171,7 @@ class ManifestV2(BaseModel):
         description="the collations of pg_catalog that its objects use (made by initdb from "
         "the operating system's locales)",
     )
+    database_locale: DatabaseLocale | None = Field(None, description=_DATABASE_LOCALE)
     tables: list[TableRows]
 
     def objects(self) -> list[StoredObject]:

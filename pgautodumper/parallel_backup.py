@@ -453,6 +453,7 @@ def run_parallel_backup(
         extensions=extensions,
         tablespaces=tablespaces,
         collations=collations,
+        database_locale=server.database_locale,
         tables=tables,
     )
     storage.put_if_absent(options.bucket, keys.manifest, manifest.to_json())

@@ -82,6 +82,11 @@ from pgautodumper.checked import CheckedObject
 from pgautodumper.child import ToolProcess
 from pgautodumper.connection import ConnectionInfo, connect, restore_settings
 from pgautodumper.contract import DEFAULT_LOCK_WAIT_TIMEOUT_SECONDS
+from pgautodumper.database_locale import (
+    collations_need_encoding,
+    database_encoding,
+    warn_if_unlike,
+)
 from pgautodumper.database_properties import AppliedProperties
 from pgautodumper.errors import (
     COLLATIONS_HINT,
@@ -201,6 +206,7 @@ class _Target:
     extensions: set[str]  # available on the server
     tablespaces: set[str]
     collations: set[str]  # of pg_catalog, for the database's encoding
+    encoding: str
     connections: connection_budget.ConnectionBudget
 
 
@@ -392,6 +398,7 @@ class _Restore:
             )
         if not self.request.partial:
             self.refuse_what_the_server_lacks(found)
+        warn_if_unlike(self.manifest.database_locale, found.encoding, self.target.describe())
         self.fit_jobs(found.connections)
         self.dbname = found.dbname
         self.env = self.target.libpq_env(settings=restore_settings(found.server_version_num))
@@ -437,6 +444,9 @@ class _Restore:
                 hint=TABLESPACES_HINT,
             )
         collations = sorted(set(self.manifest.collations) - found.collations)
+        backup = self.manifest.database_locale
+        if collations and backup and backup.encoding != found.encoding:
+            raise collations_need_encoding(where, collations, found.encoding, backup.encoding)
         if collations and not self.request.tolerant:
             raise MissingCollationsError(
                 f"the restore target {where} has no collation(s) "
@@ -885,6 +895,7 @@ def inspect(target: ConnectionInfo) -> _Target:
             extensions = available_extensions(conn)
             tablespaces = {row[0] for row in conn.execute(_TABLESPACES).fetchall()}
             collations = available_collations(conn)
+            encoding = database_encoding(conn)
             connections = connection_budget.measure(conn, closing=True)
             count = conn.execute(
                 "SELECT pg_catalog.count(*) FROM pg_catalog.pg_class c"
@@ -907,6 +918,7 @@ def inspect(target: ConnectionInfo) -> _Target:
             extensions=extensions,
             tablespaces=tablespaces,
             collations=collations,
+            encoding=encoding,
             connections=connections,
         )
 

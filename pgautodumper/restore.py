@@ -38,6 +38,13 @@ from pgautodumper.connection import (
     refused_for_lack_of_slots,
     restore_settings,
 )
+from pgautodumper.database_locale import (
+    DatabaseLocale,
+    collations_need_encoding,
+    create_target_hint,
+    database_encoding,
+    warn_if_unlike,
+)
 from pgautodumper.database_properties import AppliedProperties
 from pgautodumper.errors import (
     COLLATIONS_HINT,
@@ -47,6 +54,7 @@ from pgautodumper.errors import (
     ConnectionLimitError,
     DatabaseError,
     DatabaseNotFoundError,
+    EncodingMismatchError,
     MissingCollationsError,
     MissingRolesError,
     MissingTablespacesError,
@@ -104,6 +112,7 @@ def resolve(
 class Target(BaseModel):
     dbname: str
     server_version_num: int
+    encoding: str
 
 
 def inspect_target(target: ConnectionInfo, *, clean: bool) -> Target:
@@ -113,6 +122,7 @@ def inspect_target(target: ConnectionInfo, *, clean: bool) -> Target:
         version = conn.info.server_version
         try:
             row = conn.execute(_USER_OBJECTS).fetchone()
+            encoding = database_encoding(conn)
         except psycopg.Error as exc:
             raise DatabaseError(
                 f"cannot inspect the target database {dbname} on {target.describe()}: "
@@ -124,7 +134,7 @@ def inspect_target(target: ConnectionInfo, *, clean: bool) -> Target:
             f"target database {dbname} on {target.describe()} is not empty ({row[0]} relations)",
             hint="restore into an empty database, or pass --clean to drop and replace objects",
         )
-    return Target(dbname=dbname, server_version_num=version)
+    return Target(dbname=dbname, server_version_num=version, encoding=encoding)
 
 
 def target_database(target: ConnectionInfo, *, clean: bool) -> str:
@@ -156,7 +166,7 @@ def restore(
             try:
                 return _restore(bucket, keys, manifest, watch.target, options)
             except (RestoreFailedError, DatabaseError) as exc:
-                raise _cause(exc, watch, target) from None
+                raise _cause(exc, watch, target, manifest.database_locale) from None
     except DatabaseNotFoundError as exc:
         name = target.params.get("dbname") or "NAME"
         raise DatabaseNotFoundError(
@@ -167,13 +177,16 @@ def restore(
 
 
 def _cause(
-    exc: RestoreFailedError | DatabaseError, watch: lock_watch.LockWatch, target: ConnectionInfo
+    exc: RestoreFailedError | DatabaseError,
+    watch: lock_watch.LockWatch,
+    target: ConnectionInfo,
+    backup: DatabaseLocale | None,
 ) -> PgautodumperError:
     """What a failed restore reports: a lock wait it cancelled, a role, or the failure."""
     if watch.expired is not None:
         return watch.expired
     if isinstance(exc, RestoreFailedError):
-        return named_cause(exc, target) or exc
+        return named_cause(exc, target, backup) or exc
     return exc
 
 
@@ -211,16 +224,22 @@ _MISSING_ROLE = re.compile(r'role "([^"]+)" does not exist')
 _NOT_MEMBER = re.compile(r'must be (?:member of role|able to SET ROLE) "([^"]+)"')
 
 
+# A character the target's encoding cannot hold (a SQL_ASCII backup converts to nothing:
+# its bytes are stored unchecked, as warn_if_unlike says before the restore).
+_UNFIT_ENCODING = re.compile(r'in encoding "([^"]+)" has no equivalent in encoding "([^"]+)"')
 _MISSING_TABLESPACE = re.compile(r'[Tt]ablespace "([^"]+)" does not exist')
 # A collation of pg_catalog the server lacks, or a CREATE COLLATION's locale.
 _MISSING_COLLATION = re.compile(
-    r'collation "([^"]+)" for encoding "[^"]+" does not exist|could not create locale "([^"]+)"'
+    r'collation "(?P<name>[^"]+)" for encoding "(?P<encoding>[^"]+)" does not exist'
+    r'|could not create locale "(?P<locale>[^"]+)"'
 )
 
 
-def named_cause(exc: RestoreFailedError, target: ConnectionInfo) -> DatabaseError | None:
+def named_cause(
+    exc: RestoreFailedError, target: ConnectionInfo, backup: DatabaseLocale | None
+) -> DatabaseError | None:
     """What the target lacks, named from pg_restore's error: a free session slot, a role,
-    membership in one, a tablespace, a collation."""
+    membership in one, a tablespace, a collation, an encoding like the backup's."""
     if refused_for_lack_of_slots(exc.message):
         return ConnectionLimitError(
             f"{target.describe()} refused a session of the restore ({exc.message})",
@@ -233,11 +252,23 @@ def named_cause(exc: RestoreFailedError, target: ConnectionInfo) -> DatabaseErro
             hint=TABLESPACES_HINT,
         )
     if collation := _MISSING_COLLATION.search(exc.message):
+        if backup and collation["encoding"] and collation["encoding"] != backup.encoding:
+            return collations_need_encoding(
+                target.describe(), [collation["name"]], collation["encoding"], backup.encoding
+            )
         return MissingCollationsError(
             f"the restore target {target.describe()} lacks the collation or locale "
-            f"{collation[1] or collation[2]!r}, which the backup's columns or indexes use "
+            f"{collation['name'] or collation['locale']!r}, which the backup's columns or "
+            "indexes use "
             f"({exc.message})",
             hint=COLLATIONS_HINT,
+        )
+    if unfit := _UNFIT_ENCODING.search(exc.message):
+        source, target_encoding = unfit.groups()
+        return EncodingMismatchError(
+            f"the restore target {target.describe()} is a {target_encoding} database, which "
+            f"has no room for characters of the backup's {source} rows ({exc.message})",
+            hint=create_target_hint(f"ENCODING '{source}'"),
         )
     if member := _NOT_MEMBER.search(exc.message):
         return OwnershipError(
@@ -277,6 +308,7 @@ def _restore_format1(
 ) -> RestoreResult:
     checked = inspect_target(target, clean=options.clean)
     dbname = checked.dbname
+    warn_if_unlike(manifest.database_locale, checked.encoding, target.describe())
     tool = find_tool("pg_restore", _major(manifest.pg_dump_version))
     started = time.monotonic()
     log.info("restore %s -> %s (%s %s)", keys.dump, dbname, tool.name, tool.version)

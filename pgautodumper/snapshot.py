@@ -19,7 +19,9 @@ import psycopg
 from psycopg import sql
 from pydantic import BaseModel, Field
 
+from pgautodumper import database_locale
 from pgautodumper.connection import ConnectionInfo, connect
+from pgautodumper.database_locale import DatabaseLocale
 from pgautodumper.errors import (
     DatabaseError,
     DumpFailedError,
@@ -63,6 +65,7 @@ class ServerInfo(BaseModel):
     database_size_bytes: int
     is_replica: bool
     encoding: str = Field(description="server_encoding: what every stream of a backup is in")
+    database_locale: DatabaseLocale
 
 
 def server_info(conn: psycopg.Connection) -> ServerInfo:
@@ -80,6 +83,7 @@ def server_info(conn: psycopg.Connection) -> ServerInfo:
         database_size_bytes=row[3],
         is_replica=row[4],
         encoding=row[5],
+        database_locale=database_locale.read(conn, row[2]),
     )
 
 

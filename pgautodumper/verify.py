@@ -21,9 +21,10 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 from psycopg import sql
 
-from pgautodumper import __version__, catalog, layout, storage
+from pgautodumper import __version__, catalog, database_locale, layout, storage
 from pgautodumper.connection import ConnectionInfo, connect
 from pgautodumper.contract import scratch_lacks
+from pgautodumper.database_locale import DatabaseLocale
 from pgautodumper.errors import (
     DatabaseError,
     PgautodumperError,
@@ -131,9 +132,11 @@ def verify(
     restored_ok = False
     created: list[str] = []
     try:
-        _create(scratch, database)
+        _create(scratch, database, manifest.database_locale)
         try:
-            options = scratch_options(scratch, manifest)
+            # The collations a server has depend on the database's encoding: asked of the
+            # scratch database, which has the source's.
+            options = scratch_options(scratch.with_params(dbname=database), manifest)
             log.info("verify %s in scratch database %s", dump_key, database)
             result = restore(bucket, keys, scratch.with_params(dbname=database), options)
             created = result.roles.created if result.roles else []
@@ -265,12 +268,13 @@ def _record_failure(
         log.warning("could not record the failed verdict of %s: %s", dump_key, record_error)
 
 
-def _create(scratch: ConnectionInfo, database: str) -> None:
+def _create(scratch: ConnectionInfo, database: str, locale: DatabaseLocale | None) -> None:
+    """The scratch database, with the source's encoding and locale: with the scratch
+    server's own (UTF8, C), a valid backup could fail to load (under C, 'é' fails a
+    [[:alpha:]] check)."""
     with connect(scratch, writable=True) as admin:
         try:
-            admin.execute(
-                sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(database))
-            )
+            database_locale.create_database(admin, database, locale)
         except psycopg.Error as exc:
             raise DatabaseError(
                 f"cannot create scratch database {database} on {scratch.describe()}: "
