@@ -26,7 +26,8 @@ code, documented in the README.
     │   ├── MissingExtensionsError         exit 19  the restore target cannot create an extension
     │   ├── MissingTablespacesError        exit 23  the restore target lacks a tablespace
     │   ├── MissingCollationsError         exit 24  the restore target lacks a collation (a locale)
-    │   └── EncodingMismatchError          exit 26  the restore target's encoding cannot hold rows
+    │   ├── EncodingMismatchError          exit 26  the restore target's encoding cannot hold rows
+    │   └── TargetServerTooOldError        exit 27  the restore target runs an older major
     ├── PgToolError
     │   ├── PgVersionMismatchError         exit 20  no pg_dump/pg_restore new enough
     │   ├── DumpFailedError                exit 21  pg_dump, compressor or upload failed
@@ -302,6 +303,20 @@ class EncodingMismatchError(DatabaseError):
     next_step = (
         "Create the target database with the backup's encoding (CREATE DATABASE ... TEMPLATE "
         "template0 ENCODING '...', named above) and restore into it."
+    )
+
+
+class TargetServerTooOldError(DatabaseError):
+    """The restore target's server is of an older major version than the server the
+    backup was taken from. PostgreSQL only promises that a dump loads into the same or a
+    newer major (pg_dump's documentation, Notes), and pg_restore 17 and later send
+    settings older servers do not know before anything else."""
+
+    exit_code = 27
+    next_step = (
+        "Restore into a server of the backup's major version or newer (the major is named "
+        "above); for an older server, `pgautodumper export` writes the backup as SQL, which "
+        "you can adapt."
     )
 
 

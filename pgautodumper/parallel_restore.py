@@ -100,10 +100,11 @@ from pgautodumper.errors import (
     OwnershipError,
     RestoreFailedError,
     TargetNotEmptyError,
+    TargetServerTooOldError,
     redact,
 )
-from pgautodumper.manifest import ManifestV2, TablePart
-from pgautodumper.pgtools import find_tool, leave_out_flags
+from pgautodumper.manifest import Manifest, ManifestV2, TablePart
+from pgautodumper.pgtools import find_tool, leave_out_flags, server_major
 
 log = logging.getLogger(__name__)
 
@@ -396,6 +397,7 @@ class _Restore:
                 hint="restore into an empty database, pass --clean to drop and replace "
                 "objects, or name tables with --table",
             )
+        refuse_older_target(self.manifest, found.server_version_num, self.target.describe())
         if not self.request.partial:
             self.refuse_what_the_server_lacks(found)
         warn_if_unlike(self.manifest.database_locale, found.encoding, self.target.describe())
@@ -920,6 +922,18 @@ def inspect(target: ConnectionInfo) -> _Target:
             collations=collations,
             encoding=encoding,
             connections=connections,
+        )
+
+
+def refuse_older_target(backup: Manifest | ManifestV2, target_version_num: int, where: str) -> None:
+    """Before anything changes: a dump loads only into the same or a newer major."""
+    source, target = server_major(backup.server_version_num), server_major(target_version_num)
+    if target < source:
+        raise TargetServerTooOldError(
+            f"the restore target {where} runs PostgreSQL {target}, and the backup "
+            f"{backup.dump_key} is of PostgreSQL {backup.server_version}: a dump loads only "
+            f"into the same or a newer major version; nothing was restored",
+            hint=f"restore into a PostgreSQL {source} (or newer) server",
         )
 
 

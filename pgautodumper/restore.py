@@ -66,7 +66,7 @@ from pgautodumper.errors import (
     redact,
 )
 from pgautodumper.manifest import Manifest, ManifestV2
-from pgautodumper.parallel_restore import RestoreOptions, restore_format2
+from pgautodumper.parallel_restore import RestoreOptions, refuse_older_target, restore_format2
 from pgautodumper.pgtools import find_tool
 from pgautodumper.roles import CreatedRoles
 
@@ -308,6 +308,7 @@ def _restore_format1(
 ) -> RestoreResult:
     checked = inspect_target(target, clean=options.clean)
     dbname = checked.dbname
+    refuse_older_target(manifest, checked.server_version_num, target.describe())
     warn_if_unlike(manifest.database_locale, checked.encoding, target.describe())
     tool = find_tool("pg_restore", _major(manifest.pg_dump_version))
     started = time.monotonic()

@@ -6,14 +6,14 @@ large objects...) on an 18 server, plus a pgvector table: dumped by pg_dump
 18 (found on PATH), restored in parallel into the same server, verified on
 it, and equal table by table. A 15 backup into a new 18 server is in
 test_roles.py (new_server[18]); the settings 17 and later have, in
-test_settings.py.
+test_settings.py. A restore into an older server (15) is refused by name.
 """
 
 from __future__ import annotations
 
 import json
 
-from tests.conftest import BACKUP_PASSWORD, BACKUP_ROLE, run_cli
+from tests.conftest import BACKUP_PASSWORD, BACKUP_ROLE, create_database, run_cli
 from tests.integration.conftest import tools_of
 from tests.integration.format2 import (
     DATA,
@@ -34,7 +34,7 @@ CREATE INDEX embeddings_v ON embeddings USING hnsw (v vector_l2_ops);
 """
 
 
-def test_an_18_server_is_dumped_by_pg_dump_18_restored_and_verified(pg18, bucket_name):
+def test_an_18_server_is_dumped_by_pg_dump_18_restored_and_verified(pg18, pg, bucket_name):
     tools = tools_of(pg18)
     with fixture_extension(pg18), databases(pg18) as dbs:
         source = dbs.create((DATA / "fidelity.sql").read_text() + EXTENSION_SQL + VECTORS)
@@ -56,3 +56,14 @@ def test_an_18_server_is_dumped_by_pg_dump_18_restored_and_verified(pg18, bucket
         )  # fmt: skip
         assert verified.returncode == 0, verified.stderr
         assert json.loads(verified.stdout)["verdict"] == "passed"
+
+        # An older server is refused before anything changes: pg_restore 18 would fail on
+        # its first statement there (SET transaction_timeout), with part of nothing done.
+        older = create_database(pg)
+        refused = run_cli(
+            "restore", "--bucket", bucket_name, "--key", schema_key(manifest),
+            "--database-url", older, env=tools,
+        )  # fmt: skip
+        assert refused.returncode == 27, refused.stderr
+        assert "runs PostgreSQL 15" in refused.stderr and "of PostgreSQL 18." in refused.stderr
+        assert "nothing was restored" in refused.stderr and "Traceback" not in refused.stderr
