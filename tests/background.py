@@ -40,6 +40,7 @@ class Child:
     folder: Path
     failures: list[str] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
+    seconds: float | None = None  # the child's own run, as its report says
 
     @classmethod
     def start(cls, module: str, nodeids: list[str], root: Path, env: dict[str, str]) -> Child:
@@ -62,7 +63,10 @@ class Child:
             code = self.process.wait()
         output = (self.folder / "output.txt").read_text(errors="replace")
         report = self.folder / "report.xml"
-        cases = list(ET.parse(report).getroot().iter("testcase")) if report.exists() else []
+        root = ET.parse(report).getroot() if report.exists() else None
+        cases = list(root.iter("testcase")) if root is not None else []
+        suite = root if root is None or root.tag == "testsuite" else root.find("testsuite")
+        self.seconds = float(suite.get("time", 0)) if suite is not None else None
         for case in cases:
             outcome = next((o for o in ("failure", "error", "skipped") if case.find(o)
                             is not None), "passed")  # fmt: skip
@@ -78,7 +82,8 @@ class Child:
 
     def summary(self) -> str:
         counted = ", ".join(f"{n} {outcome}" for outcome, n in sorted(self.counts.items()))
-        return f"{self.module}: {counted or 'no result'}"
+        took = f" in {self.seconds:.0f}s" if self.seconds is not None else ""
+        return f"{self.module}: {counted or 'no result'}{took}"
 
 
 PENDING: dict[str, list[str]] = {}  # module path -> node ids, deselected in the parent

@@ -23,13 +23,12 @@ from pgautodumper.scratch import ThrowawayPostgres
 from tests.conftest import BACKUP_PASSWORD, BACKUP_ROLE, verify_leftovers
 from tests.pgcompare import fingerprint
 
-STREAMED = 1024 * 1024
 SQL = """
 CREATE TABLE words (id int PRIMARY KEY, code varchar(3) {collate},
                     name text CHECK (name ~ '^[[:alpha:]]+$'));
 INSERT INTO words SELECT g, 'été', 'Éloïse' FROM generate_series(1, 100) g;
-CREATE TABLE big (id int PRIMARY KEY, note text);
-INSERT INTO big SELECT g, repeat('日本', 100) FROM generate_series(1, 10000) g;
+CREATE TABLE far (id int PRIMARY KEY, note text);
+INSERT INTO far VALUES (1, '日本');
 """
 
 
@@ -52,8 +51,7 @@ def test_verify_creates_its_scratch_like_the_source(cli, pg, bucket, backup_form
     collate = 'COLLATE pg_catalog."C.utf8"' if backup_format == "2" else ""
     source = _database(pg, UTF8_ICU, SQL.format(collate=collate))
     backup = cli("backup", "--database-url", source, "--bucket", bucket, "--name", "utf8",
-                 "--stream-threshold-bytes", str(STREAMED), "--format", backup_format,
-                 "--json")  # fmt: skip
+                 "--format", backup_format, "--json")  # fmt: skip
     assert backup.returncode == 0, backup.stderr
     manifest = json.loads(backup.stdout)
     assert manifest["database_locale"] == {
@@ -61,7 +59,6 @@ def test_verify_creates_its_scratch_like_the_source(cli, pg, bucket, backup_form
         "provider": "icu", "locale": "de-DE",
     }  # fmt: skip
     if backup_format == "2":
-        assert any(p["table"] == "big" for p in manifest["parts"])
         assert manifest["collations"] == ["C.utf8"]
 
     scratch = pg.url(BACKUP_ROLE, BACKUP_PASSWORD, "postgres")
