@@ -116,6 +116,19 @@ SELECT n.nspname, c.relname FROM pg_catalog.pg_class c
    AND n.nspname NOT IN ('pg_catalog', 'information_schema')
    AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp\\_%'
 """
+# What makes a target database "not empty": relations of its own (an index counts with
+# its table). Those of extensions are left out: an extension created ahead of the restore
+# (one only a superuser may create; PostGIS's spatial_ref_sys) is kept by the dump's
+# CREATE EXTENSION IF NOT EXISTS.
+USER_RELATIONS = """
+SELECT pg_catalog.count(*) FROM pg_catalog.pg_class c
+  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.relkind NOT IN ('i', 'I') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+   AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp\\_%'
+   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
+                    WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
+                      AND d.objid = c.oid AND d.deptype = 'e')
+"""
 _SCHEMAS = "SELECT nspname FROM pg_catalog.pg_namespace"
 _TABLESPACES = "SELECT spcname FROM pg_catalog.pg_tablespace"
 _COLLATIONS = """
@@ -899,12 +912,7 @@ def inspect(target: ConnectionInfo) -> _Target:
             collations = available_collations(conn)
             encoding = database_encoding(conn)
             connections = connection_budget.measure(conn, closing=True)
-            count = conn.execute(
-                "SELECT pg_catalog.count(*) FROM pg_catalog.pg_class c"
-                " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
-                " WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')"
-                " AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp\\_%'"
-            ).fetchone()
+            count = conn.execute(USER_RELATIONS).fetchone()
         except psycopg.Error as exc:
             raise DatabaseError(
                 f"cannot inspect the target database {conn.info.dbname} on "

@@ -56,6 +56,7 @@ from pgautodumper.errors import (
     DatabaseNotFoundError,
     EncodingMismatchError,
     MissingCollationsError,
+    MissingExtensionsError,
     MissingRolesError,
     MissingTablespacesError,
     OwnershipError,
@@ -66,19 +67,16 @@ from pgautodumper.errors import (
     redact,
 )
 from pgautodumper.manifest import Manifest, ManifestV2
-from pgautodumper.parallel_restore import RestoreOptions, refuse_older_target, restore_format2
+from pgautodumper.parallel_restore import (
+    USER_RELATIONS,
+    RestoreOptions,
+    refuse_older_target,
+    restore_format2,
+)
 from pgautodumper.pgtools import find_tool
 from pgautodumper.roles import CreatedRoles
 
 log = logging.getLogger(__name__)
-
-
-_USER_OBJECTS = """
-SELECT pg_catalog.count(*) FROM pg_catalog.pg_class c
-  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
- WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
-   AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp\\_%'
-"""
 
 
 class RestoreResult(BaseModel):
@@ -121,7 +119,7 @@ def inspect_target(target: ConnectionInfo, *, clean: bool) -> Target:
         dbname = conn.info.dbname
         version = conn.info.server_version
         try:
-            row = conn.execute(_USER_OBJECTS).fetchone()
+            row = conn.execute(USER_RELATIONS).fetchone()
             encoding = database_encoding(conn)
         except psycopg.Error as exc:
             raise DatabaseError(
@@ -227,6 +225,7 @@ _NOT_MEMBER = re.compile(r'must be (?:member of role|able to SET ROLE) "([^"]+)"
 # A character the target's encoding cannot hold (a SQL_ASCII backup converts to nothing:
 # its bytes are stored unchecked, as warn_if_unlike says before the restore).
 _UNFIT_ENCODING = re.compile(r'in encoding "([^"]+)" has no equivalent in encoding "([^"]+)"')
+_EXTENSION_DENIED = re.compile(r'permission denied to create extension "([^"]+)"')
 _MISSING_TABLESPACE = re.compile(r'[Tt]ablespace "([^"]+)" does not exist')
 # A collation of pg_catalog the server lacks, or a CREATE COLLATION's locale.
 _MISSING_COLLATION = re.compile(
@@ -269,6 +268,14 @@ def named_cause(
             f"the restore target {target.describe()} is a {target_encoding} database, which "
             f"has no room for characters of the backup's {source} rows ({exc.message})",
             hint=create_target_hint(f"ENCODING '{source}'"),
+        )
+    if extension := _EXTENSION_DENIED.search(exc.message):
+        return MissingExtensionsError(
+            f"the restoring role may not create extension {extension[1]!r} on "
+            f"{target.describe()}: only a superuser may ({exc.message})",
+            hint="restore as a superuser (on RDS and Aurora, as the master user, who may create "
+            "the extensions they offer); or have a superuser create the database and the "
+            "extension, and restore as the database's owner with --no-owner",
         )
     if member := _NOT_MEMBER.search(exc.message):
         return OwnershipError(

@@ -4,6 +4,7 @@ table by table — by restore (in parallel, from S3), by verify, and by export |
 from __future__ import annotations
 
 import json
+import secrets
 import subprocess
 import sys
 from collections import Counter
@@ -16,6 +17,7 @@ from pgautodumper.scratch import ThrowawayPostgres
 from tests.conftest import BACKUP_PASSWORD, run_cli, verify_leftovers
 from tests.integration.format2 import (
     DATA,
+    EXTENSION,
     EXTENSION_SQL,
     Databases,
     backup,
@@ -170,3 +172,38 @@ def test_export_loads_with_psql_alone(dbs, bucket_name, manifest, expected, tmp_
     )  # fmt: skip
     assert loaded.returncode == 0, loaded.stderr[-2000:]
     assert differences(expected, contents(target)) == {}
+
+
+@pytest.mark.parametrize("backup_format", ["2", "1"])
+def test_extensions_made_ahead_are_kept_and_one_only_a_superuser_makes_is_named(
+    pg, dbs, bucket_name, backup_format
+):
+    """A target where the extensions exist already (their tables do not make it "not
+    empty"); and a restoring role that may not create an untrusted one."""
+    source = dbs.create(EXTENSION_SQL)
+    made = backup(source, bucket_name, "extensions", "--format", backup_format)
+    key = ["--bucket", bucket_name, "--key", schema_key(made)]
+
+    ahead = dbs.create(f"CREATE EXTENSION {EXTENSION}")
+    restored = run_cli("restore", *key, "--database-url", ahead)
+    assert restored.returncode == 0, restored.stderr
+    with psycopg.connect(ahead) as conn:
+        rows = conn.execute("SELECT key FROM pgad_fixture_config ORDER BY 1").fetchall()
+    assert rows == [("builtin",), ("mine",)]
+
+    role = f"pgad_owner_{secrets.token_hex(3)}"
+    pg.psql(f"CREATE ROLE {role} LOGIN PASSWORD '{BACKUP_PASSWORD}'")
+    try:
+        target = dbs.create()
+        dbname = target.rsplit("/", 1)[1]
+        pg.psql(f'ALTER DATABASE "{dbname}" OWNER TO {role}')
+        denied = run_cli(
+            "restore", *key, "--no-owner",
+            "--database-url", pg.url(role, BACKUP_PASSWORD, dbname),
+        )  # fmt: skip
+        assert denied.returncode == 19, denied.stderr
+        assert f"may not create extension '{EXTENSION}'" in denied.stderr  # not trusted
+        assert "only a superuser may" in denied.stderr and "Traceback" not in denied.stderr
+    finally:
+        pg.psql(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+        pg.psql(f"DROP ROLE IF EXISTS {role}")
