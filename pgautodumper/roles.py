@@ -76,13 +76,17 @@ SELECT r.rolname, r.rolsuper, r.rolinherit, r.rolcreaterole, r.rolcreatedb, r.ro
  ORDER BY r.rolname
 """
 
+# From 16 a membership has its own INHERIT and SET options (GRANT ... WITH INHERIT FALSE
+# keeps a member from using the group's privileges without SET ROLE), and may be granted
+# more than once, by different grantors: one membership each, with any grant's options.
 _MEMBERSHIPS = """
-SELECT g.rolname, m.rolname, a.admin_option
+SELECT g.rolname, m.rolname, pg_catalog.bool_or(a.admin_option), {options}
   FROM pg_catalog.pg_auth_members a
   JOIN pg_catalog.pg_roles g ON g.oid = a.roleid
   JOIN pg_catalog.pg_roles m ON m.oid = a.member
- ORDER BY 1, 2
+ GROUP BY 1, 2 ORDER BY 1, 2
 """
+_MEMBERSHIP_OPTIONS_SINCE = 160000
 
 
 class Role(BaseModel):
@@ -105,6 +109,23 @@ class Membership(BaseModel):
     group: str
     member: str
     admin: bool = False
+    inherit: bool | None = Field(None, description="the grant's INHERIT option (16 and later)")
+    set: bool | None = Field(None, description="the grant's SET option (16 and later)")
+
+    def grant(self) -> sql.Composed:
+        """GRANT group TO member, with the options the source's grant had."""
+        if self.inherit is None or self.set is None:  # before 16: ADMIN is the only one
+            options = sql.SQL(" WITH ADMIN OPTION" if self.admin else "")
+        else:
+            options = sql.SQL(" WITH ADMIN {}, INHERIT {}, SET {}").format(
+                *(
+                    sql.SQL("TRUE" if flag else "FALSE")
+                    for flag in (self.admin, self.inherit, self.set)
+                )
+            )
+        return sql.SQL("GRANT {} TO {}{}").format(
+            sql.Identifier(self.group), sql.Identifier(self.member), options
+        )
 
 
 class RoleSet(BaseModel):
@@ -158,9 +179,16 @@ def collect(conn: psycopg.Connection) -> RoleSet:
             )
         )
     names = {role.name for role in roles}
+    options = (
+        "pg_catalog.bool_or(a.inherit_option), pg_catalog.bool_or(a.set_option)"
+        if conn.info.server_version >= _MEMBERSHIP_OPTIONS_SINCE
+        else "NULL::pg_catalog.bool, NULL::pg_catalog.bool"
+    )
     memberships = [
-        Membership(group=group, member=member, admin=admin)
-        for group, member, admin in conn.execute(_MEMBERSHIPS).fetchall()
+        Membership(group=group, member=member, admin=admin, inherit=inherit, set=set_)
+        for group, member, admin, inherit, set_ in conn.execute(
+            _MEMBERSHIPS.format(options=options)
+        ).fetchall()
         if group in names and member in names
     ]
     return RoleSet(roles=roles, memberships=memberships, database=read_database_properties(conn))
@@ -268,12 +296,7 @@ def create_missing(conn: psycopg.Connection, roles: RoleSet) -> CreatedRoles:
         result.not_granted += [f"{role.name}: {a} (needs a superuser)" for a in left_out]
     for membership in roles.memberships:
         if membership.member in absent or membership.group in absent:
-            admin = sql.SQL(" WITH ADMIN OPTION" if membership.admin else "")
-            conn.execute(
-                sql.SQL("GRANT {} TO {}{}").format(
-                    sql.Identifier(membership.group), sql.Identifier(membership.member), admin
-                )
-            )
+            conn.execute(membership.grant())
     if not superuser:
         # A CREATEROLE role is not a member of the roles it creates (from PostgreSQL 16 it
         # holds ADMIN only), so it could not give them their objects.

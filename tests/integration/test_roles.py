@@ -26,8 +26,8 @@ from pgautodumper.connection import ConnectionInfo, connect
 from pgautodumper.database_properties import DatabaseProperties, apply, libraries
 from pgautodumper.roles import Role, RoleSet, create_missing
 from pgautodumper.scratch import ThrowawayPostgres
-from tests.conftest import BACKUP_PASSWORD
-from tests.integration.conftest import wheel_bin_dir
+from tests.conftest import BACKUP_PASSWORD, BACKUP_ROLE
+from tests.integration.conftest import tools_of, wheel_bin_dir
 
 SUFFIX = secrets.token_hex(3)
 OWNER, APP, READER = f"owner_{SUFFIX}", f"app_{SUFFIX}", f"reader_{SUFFIX}"
@@ -417,3 +417,41 @@ def test_a_created_role_gets_no_preload_library_the_server_cannot_load(make_data
         assert config == (["work_mem=4MB"],)
     finally:
         pg.psql(f"DROP ROLE IF EXISTS {name}")
+
+
+def test_the_options_of_a_membership_from_16_on_come_back(cli, pg18, bucket):
+    """GRANT ... WITH INHERIT FALSE keeps a member from using the group's privileges
+    unless it sets the role: restored as a plain GRANT, the member would inherit them."""
+    group, member, admin = (f"pgad_{what}_{SUFFIX}" for what in ("grp", "mem", "adm"))
+    dbname = f"opts_{SUFFIX}"
+    pg18.psql(f"""
+        CREATE ROLE {group} NOLOGIN; CREATE ROLE {member} LOGIN; CREATE ROLE {admin} NOLOGIN;
+        GRANT {group} TO {member} WITH INHERIT FALSE, SET TRUE;
+        GRANT {group} TO {admin} WITH ADMIN TRUE, INHERIT TRUE, SET FALSE;
+    """)  # fmt: skip
+    pg18.psql(f'CREATE DATABASE "{dbname}" TEMPLATE template0')
+    pg18.psql(f"CREATE TABLE t (id int); ALTER TABLE t OWNER TO {group};"
+              f" GRANT SELECT ON t TO {member}, {admin}", dbname=dbname)  # fmt: skip
+    tools = tools_of(pg18)
+    made = cli("backup", "--database-url", pg18.url(BACKUP_ROLE, BACKUP_PASSWORD, dbname),
+               "--bucket", bucket, "--name", "options", "--json", env=tools)  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    key = json.loads(made.stdout)["manifest_key"]
+    pg18.psql(f'DROP DATABASE "{dbname}"')
+    pg18.psql(f"DROP ROLE {member}; DROP ROLE {admin}; DROP ROLE {group}")
+    pg18.psql(f'CREATE DATABASE "{dbname}" TEMPLATE template0')
+    try:
+        restored = cli("restore", "--bucket", bucket, "--key", key, "--with-roles",
+                       "--database-url", pg18.url(BACKUP_ROLE, BACKUP_PASSWORD, dbname),
+                       env=tools)  # fmt: skip
+        assert restored.returncode == 0, restored.stderr
+        options = pg18.psql(
+            "SELECT m.rolname, a.admin_option, a.inherit_option, a.set_option"
+            " FROM pg_auth_members a JOIN pg_roles g ON g.oid = a.roleid"
+            f" JOIN pg_roles m ON m.oid = a.member WHERE g.rolname = '{group}' ORDER BY 1"
+        ).split()
+        assert options == [f"{admin}|t|t|f", f"{member}|f|f|t"]
+    finally:
+        pg18.psql(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+        pg18.psql(f"DROP ROLE IF EXISTS {member}; DROP ROLE IF EXISTS {admin};"
+                  f" DROP ROLE IF EXISTS {group}")  # fmt: skip
