@@ -27,7 +27,8 @@ code, documented in the README.
     │   ├── MissingTablespacesError        exit 23  the restore target lacks a tablespace
     │   ├── MissingCollationsError         exit 24  the restore target lacks a collation (a locale)
     │   ├── EncodingMismatchError          exit 26  the restore target's encoding cannot hold rows
-    │   └── TargetServerTooOldError        exit 27  the restore target runs an older major
+    │   ├── TargetServerTooOldError        exit 27  the restore target runs an older major
+    │   └── TargetReadOnlyError            exit 28  the restore target is a hot standby
     ├── PgToolError
     │   ├── PgVersionMismatchError         exit 20  no pg_dump/pg_restore new enough
     │   ├── DumpFailedError                exit 21  pg_dump, compressor or upload failed
@@ -318,6 +319,14 @@ class TargetServerTooOldError(DatabaseError):
         "above); for an older server, `pgautodumper export` writes the backup as SQL, which "
         "you can adapt."
     )
+
+
+class TargetReadOnlyError(DatabaseError):
+    """The restore target is a hot standby: every transaction there is read-only, and
+    nothing can be restored into it."""
+
+    exit_code = 28
+    next_step = "Restore into the primary (it replicates to its standbys), or a writable server."
 
 
 class OwnershipError(DatabaseError):

@@ -100,6 +100,7 @@ from pgautodumper.errors import (
     OwnershipError,
     RestoreFailedError,
     TargetNotEmptyError,
+    TargetReadOnlyError,
     TargetServerTooOldError,
     redact,
 )
@@ -911,6 +912,7 @@ def inspect(target: ConnectionInfo) -> _Target:
             tablespaces = {row[0] for row in conn.execute(_TABLESPACES).fetchall()}
             collations = available_collations(conn)
             encoding = database_encoding(conn)
+            refuse_read_only(conn, target.describe())
             connections = connection_budget.measure(conn, closing=True)
             count = conn.execute(USER_RELATIONS).fetchone()
         except psycopg.Error as exc:
@@ -930,6 +932,18 @@ def inspect(target: ConnectionInfo) -> _Target:
             collations=collations,
             encoding=encoding,
             connections=connections,
+        )
+
+
+def refuse_read_only(conn: psycopg.Connection, where: str) -> None:
+    """A hot standby refuses every write: said before anything starts, not as the first
+    CREATE's "read-only transaction"."""
+    row = conn.execute("SELECT pg_catalog.pg_is_in_recovery()").fetchone()
+    if row and row[0]:
+        raise TargetReadOnlyError(
+            f"the restore target {where} is a hot standby (in recovery): it is read-only; "
+            "nothing was restored",
+            hint="restore into its primary, which replicates to it, or into a writable server",
         )
 
 

@@ -71,6 +71,7 @@ from pgautodumper.parallel_restore import (
     USER_RELATIONS,
     RestoreOptions,
     refuse_older_target,
+    refuse_read_only,
     restore_format2,
 )
 from pgautodumper.pgtools import find_tool
@@ -119,6 +120,7 @@ def inspect_target(target: ConnectionInfo, *, clean: bool) -> Target:
         dbname = conn.info.dbname
         version = conn.info.server_version
         try:
+            refuse_read_only(conn, target.describe())
             row = conn.execute(USER_RELATIONS).fetchone()
             encoding = database_encoding(conn)
         except psycopg.Error as exc:

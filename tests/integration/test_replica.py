@@ -92,6 +92,12 @@ def test_a_backup_of_the_standby_restores_equal_to_the_primary(cli, servers, buc
     assert {t["table"]: t["rows"] for t in manifest["tables"]}["sessions"] == 0
     assert "unlogged table(s) public.sessions have no data there" in result.stderr
 
+    # The standby itself is no target: refused by name, before anything starts.
+    refused = cli("restore", "--bucket", bucket, "--key", manifest["manifest_key"],
+                  "--database-url", standby.rsplit("/", 1)[0] + "/postgres")  # fmt: skip
+    assert refused.returncode == 28, refused.stderr
+    assert "is a hot standby" in refused.stderr and "Traceback" not in refused.stderr
+
     target = primary.rsplit("/", 1)[0] + "/restored"
     with psycopg.connect(primary, autocommit=True) as admin:
         admin.execute("CREATE DATABASE restored TEMPLATE template0")
