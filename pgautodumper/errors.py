@@ -93,6 +93,9 @@ class PgautodumperError(Exception):
     exit_code = 1
     # A transient failure: the task tries again (bounded, with backoff) before giving up.
     retryable = False
+    # A restore that failed on bytes which matched the manifest (pg_restore's failure, or a
+    # cause named from it): the backup's bytes are not in question.
+    on_intact_bytes = False
     next_step = (
         "Read the message above and the task's log; run the step again with --debug for details."
     )
@@ -363,6 +366,7 @@ class DumpFailedError(PgToolError):
 
 class RestoreFailedError(PgToolError):
     exit_code = 22
+    on_intact_bytes = True
     next_step = (
         "pg_restore failed and the target is incomplete: read the message and the task's log; "
         "for a verify, the backup may depend on something the scratch server lacks."

@@ -80,10 +80,12 @@ from pgautodumper.pgtools import find_tool, server_major
 from pgautodumper.plan import Plan, PlannedPart, make_plan
 from pgautodumper.snapshot import (
     REPLICA_CONFLICT_HINT,
+    conflicted_since,
     ensure_alive,
     ensure_not_rewritten,
     held_snapshot,
     recovery_conflict,
+    recovery_conflicts,
     snapshot_lost,
 )
 
@@ -365,6 +367,7 @@ def run_parallel_backup(
             extensions = [row[0] for row in conn.execute(_EXTENSIONS)]
             tablespaces = [row[0] for row in conn.execute(_TABLESPACES)]
             collations = [row[0] for row in conn.execute(_COLLATIONS)]
+            conflicts_before = recovery_conflicts(conn) if server.is_replica else None
         except psycopg.Error as exc:
             raise snapshot_lost(info, exc, while_="planning the backup") from None
         log.info(
@@ -416,7 +419,10 @@ def run_parallel_backup(
                     )
                     for stream, part in zip(parts, plan.parts, strict=True)
                 ]  # fmt: skip
-                _wait(futures, work, conn, info, locked, options, counter, server.database)
+                _wait(
+                    futures, work, conn, info, locked, options, counter, server.database,
+                    conflicts_before,
+                )  # fmt: skip
             table_parts = [_table_part(s, p) for s, p in zip(parts, plan.parts, strict=True)]
             tables = _merge_counts(counter.rows(), table_parts, set(plan.counted_by_copy()))
             # The snapshot was held for the whole dump only if its connection is alive now.
@@ -486,10 +492,12 @@ def _stopping_on_error(work: _Streams):
 def _wait(
     futures: list, work: _Streams, conn: psycopg.Connection, info: ConnectionInfo,
     locked: list[blockers.Table], options: BackupOptions, counter: RowCounter, database: str,
+    conflicts_before: int | None,
 ) -> None:  # fmt: skip
     """Every stream's end; the first real failure is the one reported, or its root cause:
-    the leader's snapshot lost (a child then cannot import it), or a lock held by someone
-    else (named by a diagnosis)."""
+    the leader's snapshot lost (a child then cannot import it), a lock held by someone
+    else (named by a diagnosis), or a replica that ended a session to replay the primary
+    (``conflicts_before``: its count of such, before the streams began)."""
     failures: list[BaseException] = []
     for future in as_completed(futures):
         try:
@@ -532,6 +540,12 @@ def _wait(
                 f"the backup of {database}: {failure.message}",
                 hint="nothing was stored; lower --jobs, end idle sessions, or raise that limit",
             ) from None
+    if conflicts_before is not None and conflicted_since(info, conflicts_before):
+        raise DumpFailedError(
+            f"{first} (the replica cancelled or ended sessions of {database} meanwhile: a "
+            "conflict with recovery)",
+            hint=REPLICA_CONFLICT_HINT,
+        ) from None
     raise first
 
 

@@ -185,8 +185,9 @@ def _cause(
     """What a failed restore reports: a lock wait it cancelled, a role, or the failure."""
     if watch.expired is not None:
         return watch.expired
-    if isinstance(exc, RestoreFailedError):
-        return named_cause(exc, target, backup) or exc
+    if isinstance(exc, RestoreFailedError) and (named := named_cause(exc, target, backup)):
+        named.on_intact_bytes = True
+        return named
     return exc
 
 
@@ -260,8 +261,7 @@ def named_cause(
         return MissingCollationsError(
             f"the restore target {target.describe()} lacks the collation or locale "
             f"{collation['name'] or collation['locale']!r}, which the backup's columns or "
-            "indexes use "
-            f"({exc.message})",
+            f"indexes use ({exc.message})",
             hint=COLLATIONS_HINT,
         )
     if unfit := _UNFIT_ENCODING.search(exc.message):

@@ -17,7 +17,7 @@ from typing import Protocol
 
 import psycopg
 from psycopg import sql
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
 from pgautodumper import database_locale
 from pgautodumper.connection import ConnectionInfo, connect
@@ -57,15 +57,19 @@ SELECT n.nspname, c.relname,
 
 
 class ServerInfo(BaseModel):
-    """What backup and preflight need to know about the server, in one query."""
+    """What backup and preflight need to know about the server and the database."""
 
     database: str
     server_version: str
     server_version_num: int
     database_size_bytes: int
     is_replica: bool
-    encoding: str = Field(description="server_encoding: what every stream of a backup is in")
     database_locale: DatabaseLocale
+
+    @property
+    def encoding(self) -> str:
+        """The database's (server_encoding): what every stream of a backup is in."""
+        return self.database_locale.encoding
 
 
 def server_info(conn: psycopg.Connection) -> ServerInfo:
@@ -73,7 +77,7 @@ def server_info(conn: psycopg.Connection) -> ServerInfo:
         "SELECT pg_catalog.current_database(), pg_catalog.current_setting('server_version'),"
         " pg_catalog.current_setting('server_version_num')::pg_catalog.int4,"
         " pg_catalog.pg_database_size(pg_catalog.current_database()),"
-        " pg_catalog.pg_is_in_recovery(), pg_catalog.current_setting('server_encoding')"
+        " pg_catalog.pg_is_in_recovery()"
     ).fetchone()
     assert row is not None
     return ServerInfo(
@@ -82,7 +86,6 @@ def server_info(conn: psycopg.Connection) -> ServerInfo:
         server_version_num=row[2],
         database_size_bytes=row[3],
         is_replica=row[4],
-        encoding=row[5],
         database_locale=database_locale.read(conn, row[2]),
     )
 
@@ -137,6 +140,31 @@ REPLICA_CONFLICT_HINT = (
 def recovery_conflict(text: str) -> bool:
     """A replica cancelled or ended one of the dump's sessions to replay the primary."""
     return "conflict with recovery" in text
+
+
+# The sessions of this database a replica cancelled or ended to replay the primary. A
+# session it ends may only see its connection close ("server closed the connection"),
+# so the count, not the text, says whether that happened.
+_RECOVERY_CONFLICTS = """
+SELECT confl_tablespace + confl_lock + confl_snapshot + confl_bufferpin + confl_deadlock
+  FROM pg_catalog.pg_stat_database_conflicts WHERE datname = pg_catalog.current_database()
+"""
+
+
+def recovery_conflicts(conn: psycopg.Connection) -> int:
+    row = conn.execute(_RECOVERY_CONFLICTS).fetchone()
+    return int(row[0]) if row and row[0] is not None else 0
+
+
+def conflicted_since(info: ConnectionInfo, before: int) -> bool:
+    """Whether the replica cancelled or ended a session of the database since ``before``
+    was counted. Asked in a session of its own: the dump's may be gone, and a transaction
+    keeps the statistics it read first."""
+    try:
+        with connect(info) as conn:
+            return recovery_conflicts(conn) > before
+    except psycopg.Error:
+        return False
 
 
 def snapshot_lost(info: ConnectionInfo, exc: BaseException, *, while_: str) -> DumpFailedError:

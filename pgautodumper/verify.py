@@ -28,7 +28,6 @@ from pgautodumper.database_locale import DatabaseLocale
 from pgautodumper.errors import (
     DatabaseError,
     PgautodumperError,
-    RestoreFailedError,
     VerifyMismatchError,
     redact,
 )
@@ -256,8 +255,7 @@ def _record_failure(
         verdict="failed",
         checked_at=datetime.now(UTC),
         restore_seconds=round(time.monotonic() - started, 3),
-        # A RestoreFailedError comes only after the bytes matched the manifest.
-        sha256_ok=sha256_ok or isinstance(exc, RestoreFailedError),
+        sha256_ok=sha256_ok or exc.on_intact_bytes,
         tables=[],
         reason=f"{type(exc).__name__}: {exc.message}",
         tool_version=__version__,

@@ -22,7 +22,9 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
+from pgautodumper.connection import ConnectionInfo
 from pgautodumper.scratch import SUPERUSER, ThrowawayPostgres, free_port
+from pgautodumper.snapshot import conflicted_since, recovery_conflicts
 from tests.conftest import BACKUP_PASSWORD, BACKUP_ROLE
 from tests.faults import faulty_proxy
 from tests.pgcompare import fingerprint
@@ -153,3 +155,25 @@ def test_a_recovery_conflict_names_the_replica_settings_and_stores_nothing(
     assert "conflict with recovery" in result.stderr
     assert "hot_standby_feedback = on" in result.stderr and "Traceback" not in result.stderr
     assert s3.list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0
+
+
+def test_a_session_the_replica_ends_is_counted_whatever_its_client_saw(servers):
+    """A session idle in its transaction is ended, not cancelled: its client may see only
+    "server closed the connection". The backup then asks the replica's own count."""
+    primary, standby = servers
+    info = ConnectionInfo.from_url(standby)
+    with psycopg.connect(standby) as conn:
+        before = recovery_conflicts(conn)
+    assert not conflicted_since(info, before)
+    with psycopg.connect(standby) as victim:
+        victim.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        victim.execute("SELECT count(*) FROM big")  # its snapshot, held, sees every row
+        with psycopg.connect(primary, autocommit=True) as conn:
+            conn.execute("DELETE FROM big WHERE id % 3 = 0")
+            conn.execute("VACUUM big")
+        deadline = time.monotonic() + 60
+        while not conflicted_since(info, before):
+            assert time.monotonic() < deadline, "the replica never ended the session"
+            time.sleep(0.2)
+        with pytest.raises(psycopg.OperationalError):
+            victim.execute("SELECT 1")
