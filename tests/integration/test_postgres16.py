@@ -19,6 +19,9 @@ from pgautodumper.scratch import ThrowawayPostgres
 from tests.integration.conftest import tools_of, wheel_bin_dir
 from tests.integration.format2 import backup, contents, differences
 
+# A server of its own: alongside the rest (tests/background.py).
+pytestmark = pytest.mark.background
+
 SUFFIX = secrets.token_hex(3)
 OWNER, READER = f"owner16_{SUFFIX}", f"reader16_{SUFFIX}"
 

@@ -29,6 +29,9 @@ from tests.conftest import BACKUP_PASSWORD, BACKUP_ROLE
 from tests.faults import faulty_proxy
 from tests.pgcompare import fingerprint
 
+# A server of its own: alongside the rest (tests/background.py).
+pytestmark = pytest.mark.background
+
 DATABASE = "orders"
 SQL = """
 CREATE TABLE big (id int PRIMARY KEY, v text) WITH (autovacuum_enabled = off);

@@ -29,6 +29,9 @@ from pgautodumper.scratch import ThrowawayPostgres
 from tests.conftest import BACKUP_PASSWORD, BACKUP_ROLE
 from tests.integration.conftest import tools_of, wheel_bin_dir
 
+# A server of its own: alongside the rest (tests/background.py).
+pytestmark = pytest.mark.background
+
 SUFFIX = secrets.token_hex(3)
 OWNER, APP, READER = f"owner_{SUFFIX}", f"app_{SUFFIX}", f"reader_{SUFFIX}"
 APP_PASSWORD = f"app-pw-{secrets.token_hex(8)}"

@@ -26,6 +26,9 @@ from pgautodumper.local.emulator import Emulator
 from pgautodumper.local.run import run_in
 from pgautodumper.scratch import ThrowawayPostgres
 
+# A server of its own: alongside the rest (tests/background.py).
+pytestmark = pytest.mark.background
+
 PASSWORD = f"tls-{secrets.token_hex(8)}"
 
 
