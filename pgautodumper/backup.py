@@ -44,6 +44,8 @@ from pgautodumper.snapshot import (
     ensure_alive,
     ensure_not_rewritten,
     held_snapshot,
+    recovery_conflicts,
+    replica_conflict,
     snapshot_lost,
 )
 
@@ -167,6 +169,7 @@ def run_backup(
             conn, info, wait_seconds=options.lock_wait_timeout_seconds, database=server.database
         )
         ensure_not_rewritten(conn, info, locked)
+        conflicts_before = recovery_conflicts(conn) if server.is_replica else None
         sink = (sink_factory or s3_sink(options.bucket))(keys.dump, part_size)
         counter = RowCounter(conn, info)
         try:
@@ -187,7 +190,9 @@ def run_backup(
                     dump, sink, options, database=server.database
                 )
             except DumpFailedError as failure:
-                raise _root_cause(failure, dump, counter, conn, info, locked, options) from None
+                raise _root_cause(
+                    failure, dump, counter, conn, info, locked, options, conflicts_before
+                ) from None
             tables = counter.rows()
             # The snapshot was held for the whole dump only if its connection is alive now.
             ensure_alive(conn, info)
@@ -232,12 +237,14 @@ def _root_cause(
     info: ConnectionInfo,
     locked: list[blockers.Table],
     options: BackupOptions,
+    conflicts_before: int | None,
 ) -> PgautodumperError:
     """What made pg_dump fail, when we know better than its last words.
 
     A snapshot connection that failed first explains a pg_dump that "could not
     import the requested snapshot"; a LOCK TABLE that timed out is a lock held
-    by someone else, named by a diagnosis.
+    by someone else, named by a diagnosis; a replica that cancelled or ended a
+    session to replay the primary says so in its count (``conflicts_before``).
     """
     if dump.process.returncode in (None, 0):
         return failure  # compression failed, pg_dump did not
@@ -255,6 +262,9 @@ def _root_cause(
         )
     if refusal := row_security_refusal(stderr):
         return read_denied(refusal, what=conn.info.dbname, role=conn.info.user)
+    conflict = replica_conflict(failure, info, conflicts_before, conn.info.dbname)
+    if conflict is not None:
+        return conflict
     if "snapshot" in stderr.lower() and not counter.is_alive():
         # pg_dump could not import the snapshot: was its transaction gone already?
         try:

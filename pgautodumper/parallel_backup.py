@@ -79,13 +79,11 @@ from pgautodumper.manifest import (
 from pgautodumper.pgtools import find_tool, server_major
 from pgautodumper.plan import Plan, PlannedPart, make_plan
 from pgautodumper.snapshot import (
-    REPLICA_CONFLICT_HINT,
-    conflicted_since,
     ensure_alive,
     ensure_not_rewritten,
     held_snapshot,
-    recovery_conflict,
     recovery_conflicts,
+    replica_conflict,
     snapshot_lost,
 )
 
@@ -533,19 +531,16 @@ def _wait(
             refusal := row_security_refusal(failure.message)
         ):
             raise read_denied(refusal, what=database, role=conn.info.user) from None
-        if isinstance(failure, DumpFailedError) and recovery_conflict(failure.message):
-            raise DumpFailedError(failure.message, hint=REPLICA_CONFLICT_HINT) from None
+        if (conflict := replica_conflict(failure, info, None, database)) is not None:
+            raise conflict from None
         if isinstance(failure, DumpFailedError) and refused_for_lack_of_slots(failure.message):
             raise ConnectionLimitError(
                 f"the backup of {database}: {failure.message}",
                 hint="nothing was stored; lower --jobs, end idle sessions, or raise that limit",
             ) from None
-    if conflicts_before is not None and conflicted_since(info, conflicts_before):
-        raise DumpFailedError(
-            f"{first} (the replica cancelled or ended sessions of {database} meanwhile: a "
-            "conflict with recovery)",
-            hint=REPLICA_CONFLICT_HINT,
-        ) from None
+    # No stream's text said why: the replica's count may.
+    if (conflict := replica_conflict(first, info, conflicts_before, database)) is not None:
+        raise conflict from None
     raise first
 
 

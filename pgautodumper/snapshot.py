@@ -25,6 +25,7 @@ from pgautodumper.database_locale import DatabaseLocale
 from pgautodumper.errors import (
     DatabaseError,
     DumpFailedError,
+    PgautodumperError,
     read_denied,
     redact,
 )
@@ -154,6 +155,24 @@ SELECT confl_tablespace + confl_lock + confl_snapshot + confl_bufferpin + confl_
 def recovery_conflicts(conn: psycopg.Connection) -> int:
     row = conn.execute(_RECOVERY_CONFLICTS).fetchone()
     return int(row[0]) if row and row[0] is not None else 0
+
+
+def replica_conflict(
+    failure: BaseException, info: ConnectionInfo, conflicts_before: int | None, database: str
+) -> DumpFailedError | None:
+    """``failure`` named as a conflict with recovery, when it was one: by its text, or by
+    the replica's count of sessions it cancelled or ended (``conflicts_before``: that count
+    before the dump began; None on a primary)."""
+    text = failure.message if isinstance(failure, PgautodumperError) else str(failure)
+    if recovery_conflict(text):
+        return DumpFailedError(text, hint=REPLICA_CONFLICT_HINT)
+    if conflicts_before is not None and conflicted_since(info, conflicts_before):
+        return DumpFailedError(
+            f"{text} (the replica cancelled or ended sessions of {database} meanwhile: a "
+            "conflict with recovery)",
+            hint=REPLICA_CONFLICT_HINT,
+        )
+    return None
 
 
 def conflicted_since(info: ConnectionInfo, before: int) -> bool:
