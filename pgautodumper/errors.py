@@ -28,7 +28,8 @@ code, documented in the README.
     │   ├── MissingCollationsError         exit 24  the restore target lacks a collation (a locale)
     │   ├── EncodingMismatchError          exit 26  the restore target's encoding cannot hold rows
     │   ├── TargetServerTooOldError        exit 27  the restore target runs an older major
-    │   └── TargetReadOnlyError            exit 28  the restore target is a hot standby
+    │   ├── TargetReadOnlyError            exit 28  the restore target is a hot standby
+    │   └── TargetDiskFullError            exit 29  the restore target ran out of disk space
     ├── PgToolError
     │   ├── PgVersionMismatchError         exit 20  no pg_dump/pg_restore new enough
     │   ├── DumpFailedError                exit 21  pg_dump, compressor or upload failed
@@ -330,6 +331,17 @@ class TargetReadOnlyError(DatabaseError):
 
     exit_code = 28
     next_step = "Restore into the primary (it replicates to its standbys), or a writable server."
+
+
+class TargetDiskFullError(DatabaseError):
+    """The restore target's server ran out of disk space (ENOSPC) while writing."""
+
+    exit_code = 29
+    next_step = (
+        "Grow the target server's storage (the backup's size is named above; tables and "
+        "their indexes take more than that), then restore again into an empty database or "
+        "with --clean."
+    )
 
 
 class OwnershipError(DatabaseError):

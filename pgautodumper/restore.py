@@ -39,7 +39,6 @@ from pgautodumper.connection import (
     restore_settings,
 )
 from pgautodumper.database_locale import (
-    DatabaseLocale,
     collations_need_encoding,
     create_target_hint,
     database_encoding,
@@ -62,6 +61,7 @@ from pgautodumper.errors import (
     OwnershipError,
     PgautodumperError,
     RestoreFailedError,
+    TargetDiskFullError,
     TargetNotEmptyError,
     UsageError,
     redact,
@@ -166,7 +166,7 @@ def restore(
             try:
                 return _restore(bucket, keys, manifest, watch.target, options)
             except (RestoreFailedError, DatabaseError) as exc:
-                raise _cause(exc, watch, target, manifest.database_locale) from None
+                raise _cause(exc, watch, target, manifest) from None
     except DatabaseNotFoundError as exc:
         name = target.params.get("dbname") or "NAME"
         raise DatabaseNotFoundError(
@@ -180,7 +180,7 @@ def _cause(
     exc: RestoreFailedError | DatabaseError,
     watch: lock_watch.LockWatch,
     target: ConnectionInfo,
-    backup: DatabaseLocale | None,
+    backup: Manifest | ManifestV2,
 ) -> PgautodumperError:
     """What a failed restore reports: a lock wait it cancelled, a role, or the failure."""
     if watch.expired is not None:
@@ -228,6 +228,8 @@ _NOT_MEMBER = re.compile(r'must be (?:member of role|able to SET ROLE) "([^"]+)"
 # A character the target's encoding cannot hold (a SQL_ASCII backup converts to nothing:
 # its bytes are stored unchecked, as warn_if_unlike says before the restore).
 _UNFIT_ENCODING = re.compile(r'in encoding "([^"]+)" has no equivalent in encoding "([^"]+)"')
+# ENOSPC, as the server words it ("could not extend file ...: No space left on device").
+_DISK_FULL = re.compile(r"No space left on device")
 _EXTENSION_DENIED = re.compile(r'permission denied to create extension "([^"]+)"')
 _MISSING_TABLESPACE = re.compile(r'[Tt]ablespace "([^"]+)" does not exist')
 # A collation of pg_catalog the server lacks, or a CREATE COLLATION's locale.
@@ -238,10 +240,19 @@ _MISSING_COLLATION = re.compile(
 
 
 def named_cause(
-    exc: RestoreFailedError, target: ConnectionInfo, backup: DatabaseLocale | None
+    exc: RestoreFailedError, target: ConnectionInfo, backup: Manifest | ManifestV2
 ) -> DatabaseError | None:
     """What the target lacks, named from pg_restore's error: a free session slot, a role,
-    membership in one, a tablespace, a collation, an encoding like the backup's."""
+    membership in one, a tablespace, a collation, an encoding like the backup's, disk
+    space."""
+    locale = backup.database_locale
+    if _DISK_FULL.search(exc.message):
+        return TargetDiskFullError(
+            f"the restore target {target.describe()} ran out of disk space ({exc.message})",
+            hint=f"the backup holds {backup.raw_bytes / 2**30:.2f} GiB before indexes: give "
+            "the target's storage room for that and the indexes, then restore again into an "
+            "empty database or with --clean",
+        )
     if refused_for_lack_of_slots(exc.message):
         return ConnectionLimitError(
             f"{target.describe()} refused a session of the restore ({exc.message})",
@@ -254,9 +265,9 @@ def named_cause(
             hint=TABLESPACES_HINT,
         )
     if collation := _MISSING_COLLATION.search(exc.message):
-        if backup and collation["encoding"] and collation["encoding"] != backup.encoding:
+        if locale and collation["encoding"] and collation["encoding"] != locale.encoding:
             return collations_need_encoding(
-                target.describe(), [collation["name"]], collation["encoding"], backup.encoding
+                target.describe(), [collation["name"]], collation["encoding"], locale.encoding
             )
         return MissingCollationsError(
             f"the restore target {target.describe()} lacks the collation or locale "

@@ -1,9 +1,13 @@
+from datetime import UTC, datetime
+
 import pytest
 
 from pgautodumper import errors
 from pgautodumper.connection import ConnectionInfo
-from pgautodumper.manifest import parse_manifest
+from pgautodumper.database_locale import DatabaseLocale
+from pgautodumper.manifest import Compression, Manifest, parse_manifest
 from pgautodumper.pgtools import find_tool, installed
+from pgautodumper.restore import named_cause
 from pgautodumper.secrets import parse_secret
 
 
@@ -103,3 +107,56 @@ def test_only_transient_errors_are_retried():
         "DatabaseUnreachableError", "PreflightConnectionError", "ConnectionLimitError",
         "StorageUnavailableError",
     }  # fmt: skip
+
+
+def _manifest(**fields) -> Manifest:
+    now = datetime(2026, 11, 29, tzinfo=UTC)
+    return Manifest(
+        name="app", database="app", run_id="r", dump_key="app/x.dump.zst",
+        manifest_key="app/x.manifest.json", stored_bytes=1, raw_bytes=3 * 2**30, parts=1,
+        part_size_bytes=1, sha256="0" * 64, compression=Compression(level=1, threads=1),
+        pg_dump_version="15.18", server_version="15.18", server_version_num=150018,
+        snapshot="s", started_at=now, finished_at=now, duration_seconds=1.0,
+        tool_version="t", tables=[], **fields,
+    )  # fmt: skip
+
+
+# pg_restore's words, as real servers said them (seen in probes against PostgreSQL 15).
+FAILED = "restore of app/x.dump.zst into t failed: pg_restore exited with code 1: "
+TARGET = ConnectionInfo.from_url("postgresql://u@h/t")
+
+
+@pytest.mark.parametrize(
+    ("said", "named", "words"),
+    [
+        (
+            'COPY failed for table "big": ERROR: could not extend file "base/16394/16395": '
+            "No space left on device | HINT: Check free disk space.",
+            errors.TargetDiskFullError,
+            "holds 3.00 GiB before indexes",
+        ),
+        (
+            'COPY failed for table "big": ERROR: character with byte sequence 0xe6 0x97 0xa5 '
+            'in encoding "UTF8" has no equivalent in encoding "LATIN1"',
+            errors.EncodingMismatchError,
+            "ENCODING 'UTF8'",
+        ),
+        (
+            'ERROR: collation "C.utf8" for encoding "LATIN1" does not exist',
+            errors.EncodingMismatchError,
+            "is a LATIN1 database",
+        ),
+        (
+            'ERROR: permission denied to create extension "postgres_fdw" | HINT: Must be '
+            "superuser to create this extension.",
+            errors.MissingExtensionsError,
+            "may not create extension 'postgres_fdw'",
+        ),
+    ],
+)
+def test_a_cause_pg_restore_states_is_named(said, named, words):
+    utf8 = DatabaseLocale(encoding="UTF8", lc_collate="C.utf8", lc_ctype="C.utf8")
+    failure = errors.RestoreFailedError(FAILED + said)
+    cause = named_cause(failure, TARGET, _manifest(database_locale=utf8))
+    assert isinstance(cause, named), cause
+    assert words in str(cause)
