@@ -340,7 +340,7 @@ class TargetDiskFullError(DatabaseError):
     next_step = (
         "Grow the target server's storage (the backup's size is named above; tables and "
         "their indexes take more than that), then restore again into an empty database or "
-        "with --clean."
+        "with --clean; for the verify task, raise the module's verify_ephemeral_storage_gib."
     )
 
 
