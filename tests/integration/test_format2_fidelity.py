@@ -192,10 +192,9 @@ def test_extensions_made_ahead_are_kept_and_one_only_a_superuser_makes_is_named(
     assert rows == [("builtin",), ("mine",)]
 
     role = f"pgad_owner_{secrets.token_hex(3)}"
+    dbname = dbs.create().rsplit("/", 1)[1]
     pg.psql(f"CREATE ROLE {role} LOGIN PASSWORD '{BACKUP_PASSWORD}'")
     try:
-        target = dbs.create()
-        dbname = target.rsplit("/", 1)[1]
         pg.psql(f'ALTER DATABASE "{dbname}" OWNER TO {role}')
         denied = run_cli(
             "restore", *key, "--no-owner",
