@@ -137,9 +137,11 @@ def create_database(admin: psycopg.Connection, name: str, wanted: DatabaseLocale
 
 
 def database_encoding(conn: psycopg.Connection) -> str:
-    row = conn.execute("SELECT pg_catalog.current_setting('server_encoding')").fetchone()
-    assert row is not None
-    return str(row[0])
+    # The server reports server_encoding when the session starts (every version since
+    # 7.4): no query needed.
+    encoding = conn.info.parameter_status("server_encoding")
+    assert encoding is not None
+    return encoding
 
 
 def warn_if_unlike(backup: DatabaseLocale | None, target_encoding: str, where: str) -> None:
