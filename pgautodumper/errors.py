@@ -29,7 +29,8 @@ code, documented in the README.
     │   ├── EncodingMismatchError          exit 26  the restore target's encoding cannot hold rows
     │   ├── TargetServerTooOldError        exit 27  the restore target runs an older major
     │   ├── TargetReadOnlyError            exit 28  the restore target is a hot standby
-    │   └── TargetDiskFullError            exit 29  the restore target ran out of disk space
+    │   ├── TargetDiskFullError            exit 29  the restore target ran out of disk space
+    │   └── SuperuserRequiredError         exit 8   an object only a superuser may create
     ├── PgToolError
     │   ├── PgVersionMismatchError         exit 20  no pg_dump/pg_restore new enough
     │   ├── DumpFailedError                exit 21  pg_dump, compressor or upload failed
@@ -341,6 +342,20 @@ class TargetDiskFullError(DatabaseError):
         "Grow the target server's storage (the backup's size is named above; tables and "
         "their indexes take more than that), then restore again into an empty database or "
         "with --clean; for the verify task, raise the module's verify_ephemeral_storage_gib."
+    )
+
+
+class SuperuserRequiredError(DatabaseError):
+    """The backup holds an object that only a superuser may create on the restore target:
+    an event trigger, a subscription (15; 16 and later: pg_create_subscription), a
+    foreign-data wrapper, a C function, a text search parser or template, an operator
+    family. Exit 8 because the database family's codes (10-29) are all taken."""
+
+    exit_code = 8
+    next_step = (
+        "Restore as a superuser (on RDS and Aurora, the master user, where the service allows "
+        "the object named above), or drop that object from the source if nothing needs it; "
+        "the target is incomplete: restore again into an empty database or with --clean."
     )
 
 

@@ -61,6 +61,7 @@ from pgautodumper.errors import (
     OwnershipError,
     PgautodumperError,
     RestoreFailedError,
+    SuperuserRequiredError,
     TargetDiskFullError,
     TargetNotEmptyError,
     UsageError,
@@ -231,6 +232,13 @@ _UNFIT_ENCODING = re.compile(r'in encoding "([^"]+)" has no equivalent in encodi
 # ENOSPC, as the server words it ("could not extend file ...: No space left on device").
 _DISK_FULL = re.compile(r"No space left on device")
 _EXTENSION_DENIED = re.compile(r'permission denied to create extension "([^"]+)"')
+# Objects only a superuser may create, as PostgreSQL 15 to 18 word the refusal.
+_SUPERUSER_ONLY = re.compile(
+    r"permission denied to create (?P<kind>event trigger|foreign-data wrapper|subscription)"
+    r'(?: "(?P<name>[^"]+)")?'
+    r"|must be superuser to create (?P<what>subscriptions|text search \w+|an operator \w+)"
+    r"|permission denied for language (?P<language>\w+)"
+)
 _MISSING_TABLESPACE = re.compile(r'[Tt]ablespace "([^"]+)" does not exist')
 # A collation of pg_catalog the server lacks, or a CREATE COLLATION's locale.
 _MISSING_COLLATION = re.compile(
@@ -290,6 +298,14 @@ def named_cause(
             "the extensions they offer); or have a superuser create the database and the "
             "extension, and restore as the database's owner with --no-owner",
         )
+    if privileged := _SUPERUSER_ONLY.search(exc.message):
+        return SuperuserRequiredError(
+            f"only a superuser may create {_privileged_object(privileged)}, which the backup "
+            f"holds, on {target.describe()} ({exc.message})",
+            hint="restore as a superuser (on RDS and Aurora, the master user, where the service "
+            "allows that object), or drop it from the source if nothing needs it; "
+            + INCOMPLETE_TARGET,
+        )
     if member := _NOT_MEMBER.search(exc.message):
         return OwnershipError(
             f"the restoring role may not give objects to role {member[1]!r} on "
@@ -305,6 +321,14 @@ def named_cause(
         hint="pass --with-roles to create the backup's roles (format 2), create the role "
         "yourself, or restore with --no-owner",
     )
+
+
+def _privileged_object(found: re.Match[str]) -> str:
+    if found["language"]:
+        return f"functions in language {found['language']}"
+    if found["kind"]:
+        return f"{found['kind']} {found['name']!r}" if found["name"] else f"a {found['kind']}"
+    return found["what"]
 
 
 def analyze(target: ConnectionInfo) -> None:

@@ -458,3 +458,33 @@ def test_the_options_of_a_membership_from_16_on_come_back(cli, pg18, bucket):
         pg18.psql(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
         pg18.psql(f"DROP ROLE IF EXISTS {member}; DROP ROLE IF EXISTS {admin};"
                   f" DROP ROLE IF EXISTS {group}")  # fmt: skip
+
+
+@pytest.mark.parametrize("backup_format", ["2", "1"])
+def test_an_object_only_a_superuser_may_create_is_named(
+    cli, pg, make_database, bucket, backup_format
+):
+    """A database owner restoring with --no-owner gets every table, but not the source's
+    event trigger: the failure names the object and the superuser it needs, and does not
+    send anyone to restore again into an empty database as if that could help."""
+    url = make_database(
+        "CREATE TABLE t (id int); INSERT INTO t SELECT generate_series(1, 100);"
+        "CREATE FUNCTION audit_ddl() RETURNS event_trigger LANGUAGE plpgsql"
+        " AS $$ BEGIN END $$;"
+        "CREATE EVENT TRIGGER audit_ddl ON ddl_command_end EXECUTE FUNCTION audit_ddl();"
+    )
+    manifest = backup(cli, url, bucket, "--format", backup_format)
+    owner = f"plain_owner_{SUFFIX}_{backup_format}"
+    dbname = make_database().rsplit("/", 1)[1]
+    pg.psql(f"CREATE ROLE {owner} LOGIN PASSWORD '{BACKUP_PASSWORD}'")
+    try:
+        pg.psql(f'ALTER DATABASE "{dbname}" OWNER TO {owner}')
+        target = pg.url(owner, BACKUP_PASSWORD, dbname)
+        result = cli("restore", "--bucket", bucket, "--key", manifest["dump_key"],
+                     "--no-owner", "--database-url", target)  # fmt: skip
+        assert result.returncode == 8, result.stderr
+        assert "only a superuser may create event trigger 'audit_ddl'" in result.stderr
+        assert "restore as a superuser" in result.stderr and "Traceback" not in result.stderr
+    finally:
+        pg.psql(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+        pg.psql(f"DROP ROLE IF EXISTS {owner}")

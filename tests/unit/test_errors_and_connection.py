@@ -152,6 +152,45 @@ TARGET = ConnectionInfo.from_url("postgresql://u@h/t")
             errors.MissingExtensionsError,
             "may not create extension 'postgres_fdw'",
         ),
+        # Superuser-only objects, as 15 and 18 refuse them to a database owner.
+        (
+            'ERROR: permission denied to create event trigger "et" | HINT: Must be superuser '
+            "to create an event trigger.",
+            errors.SuperuserRequiredError,
+            "create event trigger 'et'",
+        ),
+        (
+            "ERROR: must be superuser to create subscriptions",
+            errors.SuperuserRequiredError,
+            "create subscriptions",
+        ),
+        (
+            "ERROR: permission denied to create subscription | DETAIL: Only roles with "
+            'privileges of the "pg_create_subscription" role may create subscriptions.',
+            errors.SuperuserRequiredError,
+            "create a subscription",
+        ),
+        (
+            "ERROR: permission denied for language c",
+            errors.SuperuserRequiredError,
+            "functions in language c",
+        ),
+        (
+            'ERROR: permission denied to create foreign-data wrapper "w" | HINT: Must be '
+            "superuser to create a foreign-data wrapper.",
+            errors.SuperuserRequiredError,
+            "foreign-data wrapper 'w'",
+        ),
+        (
+            "ERROR: must be superuser to create text search parsers",
+            errors.SuperuserRequiredError,
+            "create text search parsers",
+        ),
+        (
+            "ERROR: must be superuser to create an operator family",
+            errors.SuperuserRequiredError,
+            "create an operator family",
+        ),
     ],
 )
 def test_a_cause_pg_restore_states_is_named(said, named, words):
