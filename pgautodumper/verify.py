@@ -27,6 +27,7 @@ from pgautodumper.contract import scratch_lacks
 from pgautodumper.database_locale import DatabaseLocale
 from pgautodumper.errors import (
     DatabaseError,
+    DatabasePermissionError,
     PgautodumperError,
     VerifyMismatchError,
     redact,
@@ -125,7 +126,6 @@ def verify(
     """
     manifest = catalog.read_manifest(bucket, keys)
     dump_key = manifest.dump_key
-    drop_leftovers(scratch)
     database = database or scratch_name(keys)
     started = time.monotonic()
     restored_ok = False
@@ -133,6 +133,8 @@ def verify(
     try:
         _create(scratch, database, manifest.database_locale)
         try:
+            # After the create: a scratch server that refuses us is reported once, by it.
+            drop_leftovers(scratch)
             # The collations a server has depend on the database's encoding: asked of the
             # scratch database, which has the source's.
             options = scratch_options(scratch.with_params(dbname=database), manifest)
@@ -274,7 +276,8 @@ def _create(scratch: ConnectionInfo, database: str, locale: DatabaseLocale | Non
         try:
             database_locale.create_database(admin, database, locale)
         except psycopg.Error as exc:
-            raise DatabaseError(
+            refused = isinstance(exc, psycopg.errors.InsufficientPrivilege)
+            raise (DatabasePermissionError if refused else DatabaseError)(
                 f"cannot create scratch database {database} on {scratch.describe()}: "
                 f"{_first_line(exc, scratch)}",
                 hint="the scratch role needs CREATEDB (or ownership of a server of its own)",

@@ -243,3 +243,17 @@ def test_scratch_names_carry_their_creation_time():
     assert name == name.lower() and all(c.isalnum() or c == "_" for c in name)
     assert verify.created_at(name) == now
     assert verify.created_at("pgad_verify_legacy_run") is None
+
+
+def test_a_scratch_role_without_createdb_is_named_once(cli, pg, bucket, backed_up):
+    role, password = f"pgad_nocreate_{secrets.token_hex(4)}", secrets.token_hex(12)
+    pg.psql(f"CREATE ROLE {role} LOGIN NOCREATEDB PASSWORD '{password}'")
+    try:
+        result = cli("verify", "--bucket", bucket, "--key", backed_up["dump_key"],
+                     "--scratch-url", pg.url(role, password, "postgres"))  # fmt: skip
+    finally:
+        pg.psql(f"DROP ROLE {role}")
+    assert result.returncode == 13, result.stderr  # a missing privilege, not a bad password
+    assert "permission denied to create database" in result.stderr
+    assert "needs CREATEDB" in result.stderr
+    assert result.stderr.count("pgautodumper:") == 1, result.stderr  # no sweep warning first
