@@ -15,6 +15,7 @@ about through ``PGOPTIONS`` (:func:`restore_settings`).
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
@@ -27,6 +28,7 @@ from pgautodumper.errors import (
     DatabaseAuthError,
     DatabaseError,
     DatabaseNotFoundError,
+    DatabasePermissionError,
     DatabaseUnreachableError,
     UsageError,
     redact,
@@ -144,10 +146,24 @@ def refused_for_lack_of_slots(text: str) -> bool:
     return any(phrase in text for phrase in _NO_SLOT)
 
 
+# The server's refusals that no retry mends, as PostgreSQL 15 to 18 word them: the
+# role, pg_hba.conf and the database's CONNECT privilege. libpq hands over no
+# SQLSTATE for a failed connection, so the text is all there is.
+_ROLE_REFUSED = re.compile(r'role "([^"]+)" (does not exist|is not permitted to log in)')
+_HBA_REFUSED = re.compile(r"no pg_hba\.conf entry for host|pg_hba\.conf rejects connection")
+_NO_CONNECT_PRIVILEGE = re.compile(r'permission denied for database "([^"]+)"')
+# Refusals that pass: a database closed to connections for now, a server starting or stopping.
+_NOT_ACCEPTING = re.compile(r'database "([^"]+)" is not currently accepting connections')
+_SERVER_NOT_READY = re.compile(
+    r"the database system is (starting up|shutting down|in recovery mode"
+    r"|not (?:yet )?accepting connections)"
+)
+
+
 def classify_connect_error(exc: psycopg.Error, info: ConnectionInfo) -> DatabaseError:
     """Turn a libpq connection failure into the matching named error."""
-    text = redact(str(exc), info.secret_values()).strip().splitlines()
-    detail = text[-1] if text else type(exc).__name__
+    # Every line: a FATAL's DETAIL comes after it, and each address libpq tried has its own.
+    detail = " ".join(redact(str(exc), info.secret_values()).split()) or type(exc).__name__
     target = info.describe()
     sqlstate = getattr(exc, "sqlstate", None)
     lowered = detail.lower()
@@ -160,6 +176,25 @@ def classify_connect_error(exc: psycopg.Error, info: ConnectionInfo) -> Database
             f"authentication failed for {target}: {detail}",
             hint="check the user and password (or the secret) and pg_hba.conf",
         )
+    if role := _ROLE_REFUSED.search(detail):
+        fix = "ALTER ROLE {0} LOGIN" if role[2].startswith("is not") else "create role {0}"
+        return DatabaseAuthError(
+            f"{target} refused role {role[1]!r}: {detail}",
+            hint=f"{fix.format(role[1])}, or check the user name (or the secret)",
+        )
+    if _HBA_REFUSED.search(detail):
+        return DatabaseAuthError(
+            f"{target} refused this host, user and database by pg_hba.conf: {detail}",
+            hint="add a pg_hba.conf line for them; 'no encryption' means the server accepts only "
+            "TLS from here (RDS with rds.force_ssl): use sslmode=require or verify-full",
+        )
+    if database := _NO_CONNECT_PRIVILEGE.search(detail):
+        return DatabasePermissionError(
+            f"{target} refused the session: the role lacks CONNECT on database {database[1]!r}: "
+            f"{detail}",
+            hint=f'GRANT CONNECT ON DATABASE "{database[1]}" TO the role (a REVOKE ... FROM '
+            "PUBLIC took it away)",
+        )
     if sqlstate == "3D000" or ("database" in lowered and "does not exist" in lowered):
         return DatabaseNotFoundError(
             f"database not found on {target}: {detail}",
@@ -169,6 +204,17 @@ def classify_connect_error(exc: psycopg.Error, info: ConnectionInfo) -> Database
         return ConnectionLimitError(
             f"{target} refused a connection: {detail}",
             hint="lower --jobs, end idle sessions, or raise that limit",
+        )
+    if closed := _NOT_ACCEPTING.search(detail):
+        return DatabaseUnreachableError(
+            f"database {closed[1]!r} on {target} accepts no connections: {detail}",
+            hint=f'ALTER DATABASE "{closed[1]}" ALLOW_CONNECTIONS true, if it is closed for good',
+        )
+    if state := _SERVER_NOT_READY.search(detail):
+        return DatabaseUnreachableError(
+            f"the server at {target} is {state[1]}: {detail}",
+            hint="wait until it accepts connections (a scheduled run retries), or point at "
+            "another server",
         )
     if "certificate" in lowered or "ssl" in lowered:
         return DatabaseUnreachableError(

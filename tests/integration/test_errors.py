@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 
 import boto3
 import pytest
@@ -53,6 +54,32 @@ def test_host_unreachable(cli, bucket):
         "cannot reach 127.0.0.1:1/postgres",
         "check host, port",
     )
+
+
+@pytest.mark.parametrize(
+    ("refusal", "code", "words"),
+    [
+        # CONNECT revoked from PUBLIC: a missing privilege, not an unreachable host.
+        ('REVOKE CONNECT ON DATABASE "{db}" FROM PUBLIC', 13, "GRANT CONNECT ON DATABASE"),
+        ("ALTER ROLE {role} NOLOGIN", 10, "ALTER ROLE {role} LOGIN"),
+        ('ALTER DATABASE "{db}" ALLOW_CONNECTIONS false', 11, "ALLOW_CONNECTIONS true"),
+    ],
+)
+def test_a_server_refusing_the_session_says_why(cli, pg, small_db, bucket, refusal, code, words):
+    """What a server refuses at connect is named from its words, not called unreachable
+    (which would send people to security groups and have the workflow retry)."""
+    role, db = f"pgad_refused_{secrets.token_hex(3)}", small_db.rsplit("/", 1)[1]
+    pg.psql(f"CREATE ROLE {role} LOGIN PASSWORD '{BACKUP_PASSWORD}'")
+    pg.psql(refusal.format(db=db, role=role))
+    try:
+        assert_one_line_error(
+            cli("backup", "--database-url", pg.url(role, BACKUP_PASSWORD, db), "--bucket", bucket),
+            code,
+            words.format(role=role),
+        )
+    finally:
+        pg.psql(f'ALTER DATABASE "{db}" ALLOW_CONNECTIONS true')
+        pg.psql(f"DROP ROLE {role}")
 
 
 def test_unknown_database(cli, pg, bucket):

@@ -1,9 +1,10 @@
 from datetime import UTC, datetime
 
+import psycopg
 import pytest
 
 from pgautodumper import errors
-from pgautodumper.connection import ConnectionInfo
+from pgautodumper.connection import ConnectionInfo, classify_connect_error
 from pgautodumper.database_locale import DatabaseLocale
 from pgautodumper.manifest import Compression, Manifest, parse_manifest
 from pgautodumper.pgtools import find_tool, installed
@@ -199,3 +200,48 @@ def test_a_cause_pg_restore_states_is_named(said, named, words):
     cause = named_cause(failure, TARGET, _manifest(database_locale=utf8))
     assert isinstance(cause, named), cause
     assert words in str(cause)
+
+
+# libpq's words for a refused session (PostgreSQL 15 and 18 alike; probes of both).
+AT = 'connection failed: connection to server at "127.0.0.1", port 5432 failed: FATAL:  '
+
+
+@pytest.mark.parametrize(
+    ("said", "named", "words"),
+    [
+        (
+            'pg_hba.conf rejects connection for host "127.0.0.1", user "app", database "db", '
+            "no encryption",
+            errors.DatabaseAuthError,
+            "by pg_hba.conf",
+        ),
+        (
+            'no pg_hba.conf entry for host "10.0.0.5", user "app", database "db", no encryption',
+            errors.DatabaseAuthError,
+            "sslmode=require",
+        ),
+        ('role "app" does not exist', errors.DatabaseAuthError, "create role app"),
+        (
+            'permission denied for database "db"\nDETAIL:  User does not have CONNECT privilege.',
+            errors.DatabasePermissionError,
+            "CONNECT privilege",  # the DETAIL line is kept
+        ),
+        ("the database system is starting up", errors.DatabaseUnreachableError, "is starting up"),
+        (
+            "the database system is not accepting connections\nDETAIL:  Hot standby mode is "
+            "disabled.",
+            errors.DatabaseUnreachableError,
+            "Hot standby mode is disabled",
+        ),
+        (
+            "Connection refused\n\tIs the server running on that host and accepting TCP/IP "
+            "connections?",
+            errors.DatabaseUnreachableError,
+            "check host, port",
+        ),
+    ],
+)
+def test_a_refused_session_is_named_from_the_servers_words(said, named, words):
+    found = classify_connect_error(psycopg.OperationalError(AT + said), TARGET)
+    assert type(found) is named, found
+    assert words in str(found) and "\n" not in str(found)
