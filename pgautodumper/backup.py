@@ -40,6 +40,7 @@ from pgautodumper.manifest import Compression, Manifest, TableRows
 from pgautodumper.pgtools import PgTool, find_tool, server_major
 from pgautodumper.plan import DEFAULT_STREAM_THRESHOLD
 from pgautodumper.snapshot import (
+    ServerInfo,
     count_rows,
     ensure_alive,
     ensure_not_rewritten,
@@ -47,6 +48,7 @@ from pgautodumper.snapshot import (
     recovery_conflicts,
     replica_conflict,
     snapshot_lost,
+    went_away,
 )
 
 log = logging.getLogger(__name__)
@@ -191,7 +193,7 @@ def run_backup(
                 )
             except DumpFailedError as failure:
                 raise _root_cause(
-                    failure, dump, counter, conn, info, locked, options, conflicts_before
+                    failure, dump, counter, conn, info, server, locked, options, conflicts_before
                 ) from None
             tables = counter.rows()
             # The snapshot was held for the whole dump only if its connection is alive now.
@@ -235,19 +237,23 @@ def _root_cause(
     counter: RowCounter,
     conn: psycopg.Connection,
     info: ConnectionInfo,
+    server: ServerInfo,
     locked: list[blockers.Table],
     options: BackupOptions,
     conflicts_before: int | None,
 ) -> PgautodumperError:
     """What made pg_dump fail, when we know better than its last words.
 
-    A snapshot connection that failed first explains a pg_dump that "could not
+    A server that restarted or went away ended every session (retryable); a
+    snapshot connection that failed first explains a pg_dump that "could not
     import the requested snapshot"; a LOCK TABLE that timed out is a lock held
     by someone else, named by a diagnosis; a replica that cancelled or ended a
     session to replay the primary says so in its count (``conflicts_before``).
     """
     if dump.process.returncode in (None, 0):
         return failure  # compression failed, pg_dump did not
+    if (gone := went_away(info, server, failure)) is not None:
+        return gone
     # A count on a connection that just died fails at once; give it a moment to say so.
     counter.join(timeout=1)
     if (error := counter.failure()) is not None:

@@ -79,12 +79,14 @@ from pgautodumper.manifest import (
 from pgautodumper.pgtools import find_tool, server_major
 from pgautodumper.plan import Plan, PlannedPart, make_plan
 from pgautodumper.snapshot import (
+    ServerInfo,
     ensure_alive,
     ensure_not_rewritten,
     held_snapshot,
     recovery_conflicts,
     replica_conflict,
     snapshot_lost,
+    went_away,
 )
 
 log = logging.getLogger(__name__)
@@ -418,7 +420,7 @@ def run_parallel_backup(
                     for stream, part in zip(parts, plan.parts, strict=True)
                 ]  # fmt: skip
                 _wait(
-                    futures, work, conn, info, locked, options, counter, server.database,
+                    futures, work, conn, info, locked, options, counter, server,
                     conflicts_before,
                 )  # fmt: skip
             table_parts = [_table_part(s, p) for s, p in zip(parts, plan.parts, strict=True)]
@@ -489,13 +491,15 @@ def _stopping_on_error(work: _Streams):
 
 def _wait(
     futures: list, work: _Streams, conn: psycopg.Connection, info: ConnectionInfo,
-    locked: list[blockers.Table], options: BackupOptions, counter: RowCounter, database: str,
-    conflicts_before: int | None,
+    locked: list[blockers.Table], options: BackupOptions, counter: RowCounter,
+    server: ServerInfo, conflicts_before: int | None,
 ) -> None:  # fmt: skip
     """Every stream's end; the first real failure is the one reported, or its root cause:
-    the leader's snapshot lost (a child then cannot import it), a lock held by someone
-    else (named by a diagnosis), or a replica that ended a session to replay the primary
-    (``conflicts_before``: its count of such, before the streams began)."""
+    the server restarted or gone (retryable), the leader's snapshot lost (a child then
+    cannot import it), a lock held by someone else (named by a diagnosis), or a replica
+    that ended a session to replay the primary (``conflicts_before``: its count of such,
+    before the streams began)."""
+    database = server.database
     failures: list[BaseException] = []
     for future in as_completed(futures):
         try:
@@ -513,6 +517,8 @@ def _wait(
             )
         return
     first = failures[0]
+    if (gone := went_away(info, server, first)) is not None:
+        raise gone from None
     if (error := counter.failure()) is not None:
         raise error
     if any("snapshot" in str(failure).lower() for failure in failures):

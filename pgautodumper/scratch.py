@@ -103,6 +103,12 @@ class ThrowawayPostgres:
         """A server another process started (CI); stopping it is left to that process."""
         return cls(port=port, root=root)
 
+    def restart(self) -> None:
+        """Shut down fast and start again with the same options: every session ends."""
+        self._run(
+            "pg_ctl", "-D", str(self.data), "-m", "fast", "-l", str(self.log), "-w", "restart"
+        )
+
     def stop(self) -> None:
         if not self.owned:
             return

@@ -13,6 +13,7 @@ import contextlib
 import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Protocol
 
 import psycopg
@@ -23,7 +24,9 @@ from pgautodumper import database_locale
 from pgautodumper.connection import ConnectionInfo, connect
 from pgautodumper.database_locale import DatabaseLocale
 from pgautodumper.errors import (
+    ConnectionLimitError,
     DatabaseError,
+    DatabaseUnreachableError,
     DumpFailedError,
     PgautodumperError,
     read_denied,
@@ -66,6 +69,8 @@ class ServerInfo(BaseModel):
     database_size_bytes: int
     is_replica: bool
     database_locale: DatabaseLocale
+    # pg_postmaster_start_time(): a later one means the server restarted or failed over.
+    started_at: datetime
 
     @property
     def encoding(self) -> str:
@@ -78,7 +83,7 @@ def server_info(conn: psycopg.Connection) -> ServerInfo:
         "SELECT pg_catalog.current_database(), pg_catalog.current_setting('server_version'),"
         " pg_catalog.current_setting('server_version_num')::pg_catalog.int4,"
         " pg_catalog.pg_database_size(pg_catalog.current_database()),"
-        " pg_catalog.pg_is_in_recovery()"
+        " pg_catalog.pg_is_in_recovery(), pg_catalog.pg_postmaster_start_time()"
     ).fetchone()
     assert row is not None
     return ServerInfo(
@@ -88,6 +93,43 @@ def server_info(conn: psycopg.Connection) -> ServerInfo:
         database_size_bytes=row[3],
         is_replica=row[4],
         database_locale=database_locale.read(conn, row[2]),
+        started_at=row[5],
+    )
+
+
+# The task runs a dump again after this (task.with_retries): nothing was stored.
+_WENT_AWAY_HINT = (
+    "nothing was stored; a restart or a failover ends every session: run the backup again "
+    "(the scheduled task does, after a backoff)"
+)
+
+
+def went_away(
+    info: ConnectionInfo, server: ServerInfo, failure: BaseException
+) -> DatabaseUnreachableError | None:
+    """``failure`` named as the server going away during the backup, when it did: it
+    is down or starting now, or it started again (or another took its place: a failover)
+    after the backup began. Asked in a session of its own: the backup's are gone."""
+    text = failure.message if isinstance(failure, PgautodumperError) else str(failure)
+    where = f"{server.database} on {info.describe()}"
+    try:
+        with connect(info) as conn:
+            row = conn.execute("SELECT pg_catalog.pg_postmaster_start_time()").fetchone()
+    except ConnectionLimitError:
+        return None  # up, and busy: not gone
+    except DatabaseUnreachableError as exc:
+        return DatabaseUnreachableError(
+            f"the server went away during the backup of {where} ({text}); now: {exc.message}",
+            hint=_WENT_AWAY_HINT,
+        )
+    except (DatabaseError, psycopg.Error):
+        return None
+    if row is None or row[0] <= server.started_at:
+        return None
+    return DatabaseUnreachableError(
+        f"the server restarted during the backup of {where} (up again since "
+        f"{row[0]:%Y-%m-%d %H:%M:%S %Z}): {text}",
+        hint=_WENT_AWAY_HINT,
     )
 
 

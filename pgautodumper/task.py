@@ -27,8 +27,10 @@ from pgautodumper.secrets import fetch_secret
 log = logging.getLogger(__name__)
 
 TASK_ENV = "PGAUTODUMPER_TASK"
-ATTEMPTS = 3
-BACKOFF_SECONDS = 5.0
+# Waits of 20, 40 and 80 s outlast a Multi-AZ failover, "typically 60-120 seconds"
+# (https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/Concepts.MultiAZ.Failover.html).
+ATTEMPTS = 4
+BACKOFF_SECONDS = 20.0
 
 T = TypeVar("T")
 

@@ -376,6 +376,33 @@ def test_the_snapshot_connection_dying_mid_stream_stores_nothing(
     assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
 
 
+@pytest.mark.parametrize("backup_format", ["2", "1"])
+def test_a_server_restarting_mid_stream_is_named_and_retryable(
+    make_database, pg, bucket, s3, moto_server, backup_format
+):
+    """A restart (or a failover) ends every session: named as the server going away,
+    DatabaseUnreachableError (11), which the task retries; and nothing is stored."""
+    source = make_database(INCOMPRESSIBLE)
+    dbname = source.rsplit("/", 1)[1]
+    with faulty_proxy(moto_server, part_delay=2.0) as proxy:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "pgautodumper", "backup", "--database-url", source,
+             "--bucket", bucket, "--name", "restarted", "--part-size", str(PART),
+             "--format", backup_format, "--stream-threshold-bytes", str(PART)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, "AWS_ENDPOINT_URL": proxy},
+        )  # fmt: skip
+        _wait_for_leader_mid_stream(pg, dbname, s3, bucket, process)
+        pg.restart()
+        _, stderr = process.communicate(timeout=300)
+
+    assert process.returncode == 11, stderr
+    assert "during the backup of" in stderr and "run the backup again" in stderr
+    assert "Traceback" not in stderr
+    assert s3.list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0
+    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
 def _wait_for_leader_mid_stream(pg, dbname, s3, bucket, process) -> int:
     """The pid of the backup's snapshot session, once its upload has started."""
     deadline = time.monotonic() + 60
