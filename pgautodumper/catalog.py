@@ -7,6 +7,7 @@ and retention may delete.
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -15,6 +16,8 @@ from pydantic import BaseModel, Field
 from pgautodumper import aws, layout, storage
 from pgautodumper.errors import BackupNotFoundError, ManifestError
 from pgautodumper.manifest import Manifest, ManifestV2, Verdict, parse_manifest, parse_verdict
+
+log = logging.getLogger(__name__)
 
 # Objects that describe a backup rather than hold its data.
 _NOT_DATA = (layout.MANIFEST_SUFFIX, layout.VERIFIED_SUFFIX, layout.OUTCOME_SUFFIX)
@@ -100,6 +103,16 @@ def read_verdict(bucket: str, keys: layout.BackupKeys) -> Verdict | None:
     try:
         return parse_verdict(storage.get(bucket, keys.verified), keys.verified)
     except BackupNotFoundError:
+        return None
+
+
+def readable_verdict(bucket: str, keys: layout.BackupKeys) -> Verdict | None:
+    """The verdict, or None with a warning when it is unreadable: one damaged file
+    must not hide the state of every other backup (list, status, prune)."""
+    try:
+        return read_verdict(bucket, keys)
+    except ManifestError as exc:
+        log.warning("%s; taken as unverified", exc)
         return None
 
 

@@ -69,7 +69,7 @@ def newest_verified_stem(bucket: str, entries: list[BackupEntry]) -> str | None:
     """The newest complete backup whose verify verdict passed (reads verdicts newest first)."""
     for entry in entries:
         if entry.complete and entry.has_verdict:
-            verdict = catalog.read_verdict(bucket, entry.keys)
+            verdict = catalog.readable_verdict(bucket, entry.keys)
             if verdict is not None and verdict.passed:
                 return entry.keys.stem
     return None

@@ -14,6 +14,7 @@ in seconds.
 
 from __future__ import annotations
 
+import logging
 import os
 from datetime import UTC, datetime, timedelta
 from typing import Literal
@@ -22,6 +23,9 @@ from pydantic import BaseModel
 
 from pgautodumper import catalog
 from pgautodumper.catalog import BackupEntry
+from pgautodumper.errors import ManifestError
+
+log = logging.getLogger(__name__)
 
 State = Literal["OK", "STALE", "FAILED-VERIFY", "UNVERIFIED"]
 DEFAULT_MAX_AGE_HOURS = 26.0  # a daily schedule, plus slack for a slow run
@@ -61,22 +65,30 @@ def _hours(now: datetime, then: datetime) -> float:
     return round((now - then).total_seconds() / 3600, 2)
 
 
-def _last_backup(bucket: str, entry: BackupEntry, now: datetime) -> LastBackup:
-    manifest = catalog.read_manifest(bucket, entry.keys)
-    return LastBackup(
-        key=entry.keys.manifest,
-        started_at=entry.keys.started_at,
-        age_hours=_hours(now, entry.keys.started_at),
-        stored_bytes=entry.stored_bytes,
-        duration_seconds=manifest.duration_seconds,
-    )
+def _last_backup(bucket: str, complete: list[BackupEntry], now: datetime) -> LastBackup | None:
+    """The newest complete backup whose manifest reads: one that does not cannot be
+    restored, so it is skipped, with a warning."""
+    for entry in complete:
+        try:
+            manifest = catalog.read_manifest(bucket, entry.keys)
+        except ManifestError as exc:
+            log.warning("%s; skipped, as a restore would refuse it", exc)
+            continue
+        return LastBackup(
+            key=entry.keys.manifest,
+            started_at=entry.keys.started_at,
+            age_hours=_hours(now, entry.keys.started_at),
+            stored_bytes=entry.stored_bytes,
+            duration_seconds=manifest.duration_seconds,
+        )
+    return None
 
 
 def _last_verify(bucket: str, complete: list[BackupEntry], now: datetime) -> LastVerify | None:
     for entry in complete:
         if not entry.has_verdict:
             continue
-        verdict = catalog.read_verdict(bucket, entry.keys)
+        verdict = catalog.readable_verdict(bucket, entry.keys)
         if verdict is None:
             continue
         return LastVerify(
@@ -121,7 +133,7 @@ def status(
     rows = []
     for name, entries in sorted(catalog.list_all(bucket, prefix).items()):
         complete = [e for e in entries if e.complete]
-        last_backup = _last_backup(bucket, complete[0], now) if complete else None
+        last_backup = _last_backup(bucket, complete, now)
         last_verify = _last_verify(bucket, complete, now)
         state, reason = judge(
             last_backup, last_verify, max_age=max_age, verify_max_age=verify_max_age

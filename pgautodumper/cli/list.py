@@ -7,6 +7,7 @@ from pydantic import BaseModel
 
 from pgautodumper import catalog
 from pgautodumper.cli.options import bucket_options, emit, human_bytes, json_option
+from pgautodumper.errors import ManifestError
 
 
 class ListedBackup(BaseModel):
@@ -18,6 +19,7 @@ class ListedBackup(BaseModel):
     stored_bytes: int | None
     duration_seconds: float | None
     verified: str
+    problem: str | None = None  # its manifest or verdict does not read
 
 
 @click.command("list")
@@ -35,7 +37,7 @@ def command(bucket: str, prefix: str, name: str, show_all: bool, as_json: bool) 
     text = "\n".join(
         f"{r.started_at}  {'-' if r.stored_bytes is None else human_bytes(r.stored_bytes):>10}  "
         f"{'' if r.duration_seconds is None else f'{r.duration_seconds:.1f}s':>8}  "
-        f"{r.verified if r.complete else 'INCOMPLETE':<12}  {r.key}"
+        f"{_column(r):<12}  {r.key}"
         for r in rows
     )
     emit([r.model_dump() for r in rows], as_json, text or f"no backups of {name!r}")
@@ -47,9 +49,18 @@ def _data_key(entry: catalog.BackupEntry) -> str:
     return keys.schema_archive if keys.schema_archive in entry.objects else keys.dump
 
 
+def _column(row: ListedBackup) -> str:
+    return "UNREADABLE" if row.problem else row.verified if row.complete else "INCOMPLETE"
+
+
 def _row(bucket: str, entry: catalog.BackupEntry) -> ListedBackup:
-    manifest = catalog.read_manifest(bucket, entry.keys) if entry.complete else None
-    verdict = catalog.read_verdict(bucket, entry.keys) if entry.has_verdict else None
+    """One backup; a manifest or verdict that does not read is flagged, not fatal."""
+    manifest, verdict, problem = None, None, None
+    try:
+        manifest = catalog.read_manifest(bucket, entry.keys) if entry.complete else None
+        verdict = catalog.read_verdict(bucket, entry.keys) if entry.has_verdict else None
+    except ManifestError as exc:
+        problem = exc.message
     return ListedBackup(
         key=manifest.dump_key if manifest else _data_key(entry),
         started_at=entry.keys.started_at.isoformat(),
@@ -57,4 +68,5 @@ def _row(bucket: str, entry: catalog.BackupEntry) -> ListedBackup:
         stored_bytes=manifest.stored_bytes if manifest else entry.stored_bytes,
         duration_seconds=manifest.duration_seconds if manifest else None,
         verified=verdict.verdict if verdict else "unverified",
+        problem=problem,
     )

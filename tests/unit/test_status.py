@@ -113,3 +113,26 @@ def test_the_freshness_lambda_publishes_hours_since_per_name(backups, monkeypatc
     assert ("ok", "HoursSinceLastVerify") in published
     assert ("failing", "HoursSinceLastVerify") not in published  # only passing verifies count
     assert all(r["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["Name"]] for r in records)
+
+
+def test_a_damaged_manifest_or_verdict_is_skipped_not_fatal(cli, s3, bucket) -> None:
+    """One unreadable object must not hide every other name's state (nor stop the
+    Freshness Lambda, whose metrics feed every name's missed-backup alarm)."""
+    older = put_backup(s3, bucket, "db", NOW - timedelta(hours=5), verdict="passed")
+    newest = put_backup(s3, bucket, "db", NOW - timedelta(hours=1), verdict="passed")
+    s3.put_object(Bucket=bucket, Key=newest.manifest, Body=b"{not json")
+    s3.put_object(Bucket=bucket, Key=newest.verified, Body=b"garbage")
+    put_backup(s3, bucket, "fine", NOW - timedelta(hours=1), verdict="passed")
+
+    rows = {row.name: row for row in status.status(bucket, None, now=NOW)}
+    assert rows["fine"].state == "OK"
+    # The newest cannot be restored: the older one is the last backup, and its verify stands.
+    assert rows["db"].last_backup.key == older.manifest
+    assert rows["db"].last_verify.key == older.verified and rows["db"].state == "OK"
+
+    listed = cli("list", "--bucket", bucket, "--name", "db", "--json")
+    assert listed.returncode == 0, listed.stderr
+    problems = [row["problem"] for row in json.loads(listed.stdout)]
+    assert problems[1] is None and f"{newest.manifest} is not valid" in problems[0]
+    text = cli("list", "--bucket", bucket, "--name", "db")
+    assert "UNREADABLE" in text.stdout and "passed" in text.stdout
