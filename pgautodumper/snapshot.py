@@ -108,8 +108,8 @@ def went_away(
     info: ConnectionInfo, server: ServerInfo, failure: BaseException
 ) -> DatabaseUnreachableError | None:
     """``failure`` named as the server going away during the backup, when it did: it
-    is down or starting now, or it started again (or another took its place: a failover)
-    after the backup began. Asked in a session of its own: the backup's are gone."""
+    is down or starting now, or its start time changed since the backup began (it
+    restarted, or another took its place: a failover). Asked in a session of its own."""
     text = failure.message if isinstance(failure, PgautodumperError) else str(failure)
     where = f"{server.database} on {info.describe()}"
     try:
@@ -124,11 +124,12 @@ def went_away(
         )
     except (DatabaseError, psycopg.Error):
         return None
-    if row is None or row[0] <= server.started_at:
+    # Another start time, earlier or later: a restart, or a failover to another server.
+    if row is None or row[0] == server.started_at:
         return None
     return DatabaseUnreachableError(
-        f"the server restarted during the backup of {where} (up again since "
-        f"{row[0]:%Y-%m-%d %H:%M:%S %Z}): {text}",
+        f"the server restarted or failed over during the backup of {where} (started at "
+        f"{row[0]:%Y-%m-%d %H:%M:%S %Z}, not {server.started_at:%H:%M:%S %Z} as before): {text}",
         hint=_WENT_AWAY_HINT,
     )
 
