@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 from urllib.parse import quote
 
-from pgautodumper.errors import PgToolError
+from pgautodumper.errors import PgToolError, UsageError
 
 SUPERUSER = "postgres"
 
@@ -104,7 +104,10 @@ class ThrowawayPostgres:
         return cls(port=port, root=root)
 
     def restart(self) -> None:
-        """Shut down fast and start again with the same options: every session ends."""
+        """Shut down fast and start again with the same options: every session ends.
+        Only a server this process started: an attached one is another's to run."""
+        if not self.owned:
+            raise UsageError(f"the server at port {self.port} was attached, not started here")
         self._run(
             "pg_ctl", "-D", str(self.data), "-m", "fast", "-l", str(self.log), "-w", "restart"
         )

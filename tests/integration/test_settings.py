@@ -25,7 +25,7 @@ import pytest
 
 from pgautodumper.connection import pgoptions, restore_settings, session_settings
 from pgautodumper.scratch import ThrowawayPostgres
-from tests.conftest import BACKUP_PASSWORD, create_database, verify_leftovers
+from tests.conftest import BACKUP_PASSWORD, BACKUP_ROLE, create_database, verify_leftovers
 from tests.faults import faulty_proxy
 from tests.integration.conftest import tools_of
 from tests.pgcompare import fingerprint
@@ -376,13 +376,21 @@ def test_the_snapshot_connection_dying_mid_stream_stores_nothing(
     assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
 
 
+@pytest.fixture(scope="module")
+def own_server() -> Iterator[ThrowawayPostgres]:
+    """A server of this module's own, to restart: the shared one serves other tests."""
+    with ThrowawayPostgres() as server:
+        server.psql(f"CREATE ROLE {BACKUP_ROLE} LOGIN SUPERUSER PASSWORD '{BACKUP_PASSWORD}'")
+        yield server
+
+
 @pytest.mark.parametrize("backup_format", ["2", "1"])
 def test_a_server_restarting_mid_stream_is_named_and_retryable(
-    make_database, pg, bucket, s3, moto_server, backup_format
+    own_server, bucket, s3, moto_server, backup_format
 ):
     """A restart (or a failover) ends every session: named as the server going away,
     DatabaseUnreachableError (11), which the task retries; and nothing is stored."""
-    source = make_database(INCOMPRESSIBLE)
+    source = create_database(own_server, INCOMPRESSIBLE)
     dbname = source.rsplit("/", 1)[1]
     with faulty_proxy(moto_server, part_delay=2.0) as proxy:
         process = subprocess.Popen(
@@ -392,8 +400,8 @@ def test_a_server_restarting_mid_stream_is_named_and_retryable(
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             env={**os.environ, "AWS_ENDPOINT_URL": proxy},
         )  # fmt: skip
-        _wait_for_leader_mid_stream(pg, dbname, s3, bucket, process)
-        pg.restart()
+        _wait_for_leader_mid_stream(own_server, dbname, s3, bucket, process)
+        own_server.restart()
         _, stderr = process.communicate(timeout=300)
 
     assert process.returncode == 11, stderr
