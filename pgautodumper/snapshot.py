@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -97,10 +98,18 @@ def server_info(conn: psycopg.Connection) -> ServerInfo:
     )
 
 
+# A connection that broke without the server ending it (no FATAL from it): how libpq,
+# psql and pg_dump word a reset, a dropped or timed-out link.
+_LINK_BROKE = re.compile(
+    r"server closed the connection unexpectedly|connection reset by peer|connection to server "
+    r"was lost|could not (?:receive|send) data (?:from|to) server|ssl syscall error|ssl "
+    r"connection has been closed unexpectedly|connection timed out",
+    re.IGNORECASE,
+)
+
 # The task runs a dump again after this (task.with_retries): nothing was stored.
 _WENT_AWAY_HINT = (
-    "nothing was stored; a restart or a failover ends every session: run the backup again "
-    "(the scheduled task does, after a backoff)"
+    "nothing was stored; run the backup again (the scheduled task does, after a backoff)"
 )
 
 
@@ -109,7 +118,8 @@ def went_away(
 ) -> DatabaseUnreachableError | None:
     """``failure`` named as the server going away during the backup, when it did: it
     is down or starting now, or its start time changed since the backup began (it
-    restarted, or another took its place: a failover). Asked in a session of its own."""
+    restarted, or another took its place: a failover); or the link to it broke with
+    no word from the server (a reset). Asked in a session of its own."""
     text = failure.message if isinstance(failure, PgautodumperError) else str(failure)
     where = f"{server.database} on {info.describe()}"
     try:
@@ -124,9 +134,17 @@ def went_away(
         )
     except (DatabaseError, psycopg.Error):
         return None
-    # Another start time, earlier or later: a restart, or a failover to another server.
-    if row is None or row[0] == server.started_at:
+    if row is None:
         return None
+    if row[0] == server.started_at:
+        if _LINK_BROKE.search(text) and "FATAL:" not in text:
+            return DatabaseUnreachableError(
+                f"the connection to {info.describe()} broke during the backup of "
+                f"{server.database}, and the server stayed up (a network interruption): {text}",
+                hint=_WENT_AWAY_HINT,
+            )
+        return None
+    # Another start time, earlier or later: a restart, or a failover to another server.
     return DatabaseUnreachableError(
         f"the server restarted or failed over during the backup of {where} (started at "
         f"{row[0]:%Y-%m-%d %H:%M:%S %Z}, not {server.started_at:%H:%M:%S %Z} as before): {text}",

@@ -7,7 +7,10 @@ client, or any other S3 error (403 AccessDenied: a role without the permission).
 
 from __future__ import annotations
 
+import contextlib
 import http.client
+import socket
+import struct
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -149,3 +152,57 @@ def faulty_proxy(
     finally:
         server.shutdown()
         server.server_close()
+
+
+@contextmanager
+def breaking_link(port: int, after_bytes: int, cuts: int = 1) -> Iterator[int]:
+    """A TCP relay to ``127.0.0.1:port`` that resets the first ``cuts`` connections to
+    carry more than ``after_bytes`` from the server (the COPY streams of a backup, not
+    its small sessions): a network interruption, with the server itself still up.
+    Yields the relay's port."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    state = {"cuts": cuts}
+    lock = threading.Lock()
+
+    def reset(*sockets: socket.socket) -> None:
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                # SO_LINGER 0: the close sends RST, as a dropped link or a NAT timeout does;
+                # shutdown first, or the other pump's recv() would keep the socket open.
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                sock.shutdown(socket.SHUT_RDWR)
+                sock.close()
+
+    def pump(source: socket.socket, sink: socket.socket, counted: bool, peer: socket.socket):
+        carried = 0
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+                carried += len(data) if counted else 0
+                if carried > after_bytes:
+                    with lock:
+                        cut, state["cuts"] = state["cuts"] > 0, state["cuts"] - 1
+                    if cut:
+                        reset(source, sink, peer)
+                        return
+                    counted = False
+        except OSError:
+            return
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)  # an orderly end passes on as one
+
+    def serve() -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(("127.0.0.1", port))
+            threading.Thread(target=pump, args=(client, server, False, server), daemon=True).start()
+            threading.Thread(target=pump, args=(server, client, True, client), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        listener.close()

@@ -26,7 +26,7 @@ import pytest
 from pgautodumper.connection import pgoptions, restore_settings, session_settings
 from pgautodumper.scratch import ThrowawayPostgres
 from tests.conftest import BACKUP_PASSWORD, BACKUP_ROLE, create_database, verify_leftovers
-from tests.faults import faulty_proxy
+from tests.faults import breaking_link, faulty_proxy
 from tests.integration.conftest import tools_of
 from tests.pgcompare import fingerprint
 
@@ -407,6 +407,28 @@ def test_a_server_restarting_mid_stream_is_named_and_retryable(
     assert process.returncode == 11, stderr
     assert "during the backup of" in stderr and "run the backup again" in stderr
     assert "Traceback" not in stderr
+    assert s3.list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0
+    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
+@pytest.mark.parametrize("backup_format", ["2", "1"])
+def test_a_link_reset_mid_stream_is_named_and_retryable(
+    pg, make_database, bucket, s3, backup_format
+):
+    """The network drops a COPY stream's connection (a reset: the server stays up and
+    said nothing): DatabaseUnreachableError (11), which the task retries; nothing stored."""
+    source = make_database(INCOMPRESSIBLE)
+    with breaking_link(pg.port, after_bytes=2 * 1024 * 1024) as port:
+        through = source.replace(f":{pg.port}/", f":{port}/")
+        result = subprocess.run(
+            [sys.executable, "-m", "pgautodumper", "backup", "--database-url", through,
+             "--bucket", bucket, "--name", "reset", "--format", backup_format,
+             "--stream-threshold-bytes", str(PART)],
+            capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+
+    assert result.returncode == 11, result.stderr
+    assert "broke during the backup" in result.stderr and "Traceback" not in result.stderr
     assert s3.list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0
     assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
 
