@@ -227,7 +227,8 @@ def run_backup(
         database_locale=server.database_locale,
         tables=tables,
     )
-    sink.write_manifest(keys.manifest, manifest.to_json())
+    with storage.withdrawn_on_failure(options.bucket, [keys.dump]):
+        sink.write_manifest(keys.manifest, manifest.to_json())
     return manifest
 
 

@@ -265,6 +265,9 @@ class _Streams:
             if stream.sink is not None:
                 stream.sink.abort()
 
+    def keys(self) -> list[str]:
+        return [stream.key for stream in self._all]
+
     def complete(self, bucket: str) -> None:
         """Make every object visible, or none: a failed completion deletes the rest."""
         done: list[str] = []
@@ -428,41 +431,42 @@ def run_parallel_backup(
             # The snapshot was held for the whole dump only if its connection is alive now.
             ensure_alive(conn, info)
             work.complete(options.bucket)
-            roles_object = store_small(
-                options.bucket, keys.roles, needed_roles.to_json(), level=options.level
-            )
         except BaseException:
             counter.stop()
             work.abort()
             raise
-    manifest = ManifestV2(
-        name=name,
-        database=server.database,
-        run_id=keys.run_id,
-        manifest_key=keys.manifest,
-        compression=Compression(level=options.level, threads=0),
-        pg_dump_version=pg_dump.version,
-        server_version=server.server_version,
-        server_version_num=server.server_version_num,
-        snapshot=snapshot.snapshot_id,
-        started_at=started_at,
-        finished_at=datetime.now(UTC),
-        duration_seconds=round(time.monotonic() - started, 3),
-        tool_version=__version__,
-        jobs=jobs,
-        stream_threshold_bytes=options.stream_threshold_bytes,
-        schema_archive=_object(schema),
-        data_archive=_object(data),
-        parts=table_parts,
-        roles=roles_object,
-        relations=plan.relations,
-        extensions=extensions,
-        tablespaces=tablespaces,
-        collations=collations,
-        database_locale=server.database_locale,
-        tables=tables,
-    )
-    storage.put_if_absent(options.bucket, keys.manifest, manifest.to_json())
+    with storage.withdrawn_on_failure(options.bucket, [*work.keys(), keys.roles]):
+        roles_object = store_small(
+            options.bucket, keys.roles, needed_roles.to_json(), level=options.level
+        )
+        manifest = ManifestV2(
+            name=name,
+            database=server.database,
+            run_id=keys.run_id,
+            manifest_key=keys.manifest,
+            compression=Compression(level=options.level, threads=0),
+            pg_dump_version=pg_dump.version,
+            server_version=server.server_version,
+            server_version_num=server.server_version_num,
+            snapshot=snapshot.snapshot_id,
+            started_at=started_at,
+            finished_at=datetime.now(UTC),
+            duration_seconds=round(time.monotonic() - started, 3),
+            tool_version=__version__,
+            jobs=jobs,
+            stream_threshold_bytes=options.stream_threshold_bytes,
+            schema_archive=_object(schema),
+            data_archive=_object(data),
+            parts=table_parts,
+            roles=roles_object,
+            relations=plan.relations,
+            extensions=extensions,
+            tablespaces=tablespaces,
+            collations=collations,
+            database_locale=server.database_locale,
+            tables=tables,
+        )
+        storage.put_if_absent(options.bucket, keys.manifest, manifest.to_json())
     return manifest
 
 

@@ -389,6 +389,23 @@ def delete(bucket: str, key: str) -> None:
         raise storage_error(exc, bucket=bucket, key=key, action="delete") from None
 
 
+@contextlib.contextmanager
+def withdrawn_on_failure(bucket: str, keys: list[str]) -> Iterator[None]:
+    """Objects made visible before their manifest are deleted again if what follows
+    fails: nothing of a failed run stays, and the task's rerun of the same keys starts
+    clean instead of meeting them (BackupExistsError). Not when the manifest exists
+    already: then they are a complete backup."""
+    try:
+        yield
+    except BackupExistsError:
+        raise
+    except BaseException:
+        for key in keys:
+            with contextlib.suppress(StorageError):  # left to prune, as any leftover
+                delete(bucket, key)
+        raise
+
+
 def get(bucket: str, key: str) -> bytes:
     return b"".join(stream(bucket, key))
 

@@ -136,6 +136,25 @@ def test_s3_failing_mid_upload_aborts_and_stores_nothing(big_database, bucket, s
     assert_nothing_stored(s3, bucket)
 
 
+@pytest.mark.parametrize(
+    ("backup_format", "refused"), [("2", ".roles."), ("2", ".manifest."), ("1", ".manifest.")]
+)
+def test_objects_made_visible_are_withdrawn_when_the_manifest_is_not_written(
+    cli, make_database, bucket, s3, moto_server, backup_format, refused
+):
+    """Every stream completed, then S3 refused the roles object or the manifest: the
+    completed objects are deleted again, so the task's rerun of the same keys starts
+    clean (not BackupExistsError) and nothing is left for prune."""
+    source = make_database("CREATE TABLE t AS SELECT g AS id FROM generate_series(1, 1000) g")
+    with faulty_proxy(moto_server, lambda method, path: method == "PUT" and refused in path) as p:
+        link = {"AWS_ENDPOINT_URL": p, "AWS_MAX_ATTEMPTS": "2"}
+        result = cli("backup", "--database-url", source, "--bucket", bucket, "--name", "w",
+                     "--format", backup_format, env=link)  # fmt: skip
+    assert result.returncode == 34, result.stderr
+    assert "InternalError" in result.stderr and "Traceback" not in result.stderr
+    assert_nothing_stored(s3, bucket)
+
+
 def test_transient_s3_failures_mid_upload_are_retried_and_the_backup_completes(
     big_database, bucket, s3, moto_server
 ):
