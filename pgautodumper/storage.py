@@ -98,6 +98,38 @@ def crc32_base64(crc: int) -> str:
     return base64.b64encode(crc.to_bytes(4, "big")).decode()
 
 
+# S3's refusals that name their own cause (S3 error codes: ExpiredToken, InvalidToken,
+# TokenRefreshRequired, RequestTimeTooSkewed; an SSE-KMS key's refusal is prefixed
+# "KMS.", as KMS.DisabledException or KMS.KMSInvalidStateException for a key pending
+# deletion). Each needs a person, not a retry.
+_CREDENTIALS_EXPIRED = (
+    "ExpiredToken",
+    "ExpiredTokenException",
+    "InvalidToken",
+    "TokenRefreshRequired",
+)
+_CLOCK_SKEWED = ("RequestTimeTooSkewed", "RequestExpired")
+_KMS_KEY_REFUSED = (
+    "the bucket's KMS key refused: it may be disabled or pending deletion (once deleted, "
+    "every backup it encrypts is unreadable: aws kms cancel-key-deletion, then enable it), or "
+    "the role lacks kms:GenerateDataKey and kms:Decrypt on it"
+)
+
+
+def _refusal(code: str, text: str) -> str | None:
+    """The next step for a refusal S3 explains, or None."""
+    if code in _CREDENTIALS_EXPIRED:
+        return (
+            "the credentials expired mid-run: refresh them (task and instance roles refresh "
+            "by themselves; a session token from the environment does not)"
+        )
+    if code in _CLOCK_SKEWED:
+        return "this machine's clock is over 15 minutes off AWS's: sync it (NTP)"
+    if code.startswith("KMS.") or (code == "AccessDenied" and "kms:" in text.lower()):
+        return _KMS_KEY_REFUSED
+    return None
+
+
 def storage_error(exc: Exception, *, bucket: str, key: str, action: str) -> StorageError:
     """Map a boto3 error to the named storage error, for messages users can act on."""
     where = f"s3://{bucket}/{key}"
@@ -106,6 +138,8 @@ def storage_error(exc: Exception, *, bucket: str, key: str, action: str) -> Stor
             f"{action} {where}: {exc}", hint="check AWS_ENDPOINT_URL, network and region"
         )
     code = aws.error_code(exc)
+    if denied := _refusal(code, str(exc)):
+        return StorageAccessDeniedError(f"{action} {where}: {exc}", hint=denied)
     if code == "NoSuchBucket":
         return BucketNotFoundError(
             f"{action} {where}: bucket {bucket} does not exist",

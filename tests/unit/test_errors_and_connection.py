@@ -2,8 +2,9 @@ from datetime import UTC, datetime
 
 import psycopg
 import pytest
+from botocore.exceptions import ClientError
 
-from pgautodumper import errors
+from pgautodumper import errors, storage
 from pgautodumper.connection import ConnectionInfo, classify_connect_error
 from pgautodumper.database_locale import DatabaseLocale
 from pgautodumper.manifest import Compression, Manifest, parse_manifest
@@ -245,3 +246,34 @@ def test_a_refused_session_is_named_from_the_servers_words(said, named, words):
     found = classify_connect_error(psycopg.OperationalError(AT + said), TARGET)
     assert type(found) is named, found
     assert words in str(found) and "\n" not in str(found)
+
+
+@pytest.mark.parametrize(
+    ("code", "said", "words"),
+    [
+        ("ExpiredToken", "The provided token has expired.", "credentials expired"),
+        (
+            "RequestTimeTooSkewed",
+            "The difference between the request time and the current time is too large.",
+            "clock",
+        ),
+        (
+            "KMS.KMSInvalidStateException",
+            "arn:aws:kms:...:key/1 is pending deletion.",
+            "cancel-key-deletion",
+        ),
+        (
+            "AccessDenied",
+            "User: arn:aws:sts::1:assumed-role/task is not authorized to perform: "
+            "kms:GenerateDataKey on resource: arn:aws:kms:...:key/1",
+            "kms:GenerateDataKey",
+        ),
+    ],
+)
+def test_refusals_s3_explains_name_their_cause(code, said, words):
+    """An expired token, a skewed clock and the bucket's KMS key (disabled, pending
+    deletion: the worst day's first sign) are access errors with their own next step."""
+    refused = ClientError({"Error": {"Code": code, "Message": said}}, "PutObject")
+    found = storage.storage_error(refused, bucket="b", key="app/x.dump.zst", action="write")
+    assert type(found) is errors.StorageAccessDeniedError, found
+    assert words in str(found) and "s3://b/app/x.dump.zst" in str(found)
