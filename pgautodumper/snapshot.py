@@ -107,6 +107,11 @@ _LINK_BROKE = re.compile(
     re.IGNORECASE,
 )
 
+# Any end of a session: the server's own words for it, or the link's.
+_SESSION_LOST = re.compile(
+    _LINK_BROKE.pattern + r"|terminating connection|the database system is", re.IGNORECASE
+)
+
 # The task runs a dump again after this (task.with_retries): nothing was stored.
 _WENT_AWAY_HINT = (
     "nothing was stored; run the backup again (the scheduled task does, after a backoff)"
@@ -121,6 +126,8 @@ def went_away(
     restarted, or another took its place: a failover); or the link to it broke with
     no word from the server (a reset). Asked in a session of its own."""
     text = failure.message if isinstance(failure, PgautodumperError) else str(failure)
+    if not _SESSION_LOST.search(text) or recovery_conflict(text):
+        return None  # the session was not lost, or a replica ended it (replica_conflict)
     where = f"{server.database} on {info.describe()}"
     try:
         with connect(info) as conn:
@@ -137,7 +144,8 @@ def went_away(
     if row is None:
         return None
     if row[0] == server.started_at:
-        if _LINK_BROKE.search(text) and "FATAL:" not in text:
+        # On a replica a closed connection may be a conflict with recovery: its count says.
+        if _LINK_BROKE.search(text) and "FATAL:" not in text and not server.is_replica:
             return DatabaseUnreachableError(
                 f"the connection to {info.describe()} broke during the backup of "
                 f"{server.database}, and the server stayed up (a network interruption): {text}",
