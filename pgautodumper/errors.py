@@ -183,8 +183,8 @@ class DatabaseNotFoundError(DatabaseError):
 class DatabasePermissionError(DatabaseError):
     exit_code = 13
     next_step = (
-        "Grant the backup role SELECT on the objects named above (or pg_read_all_data) and "
-        "USAGE on their schemas."
+        "Grant the role what the message names: CONNECT on the database, SELECT on the objects "
+        "(or pg_read_all_data) and USAGE on their schemas, or CREATEDB for a verify's scratch role."
     )
 
 
