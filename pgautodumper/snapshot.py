@@ -70,7 +70,7 @@ class ServerInfo(BaseModel):
     database_size_bytes: int
     is_replica: bool
     database_locale: DatabaseLocale
-    # pg_postmaster_start_time(): a later one means the server restarted or failed over.
+    # pg_postmaster_start_time(): another one later means a restart or a failover.
     started_at: datetime
 
     @property
