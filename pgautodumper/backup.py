@@ -253,7 +253,7 @@ def _root_cause(
     """
     if dump.process.returncode in (None, 0):
         return failure  # compression failed, pg_dump did not
-    if (gone := went_away(info, server, failure)) is not None:
+    if (gone := went_away(info, server, [failure])) is not None:
         return gone
     # A count on a connection that just died fails at once; give it a moment to say so.
     counter.join(timeout=1)

@@ -521,7 +521,7 @@ def _wait(
             )
         return
     first = failures[0]
-    if (gone := went_away(info, server, first)) is not None:
+    if (gone := went_away(info, server, failures)) is not None:
         raise gone from None
     if (error := counter.failure()) is not None:
         raise error

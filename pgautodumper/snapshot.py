@@ -107,9 +107,12 @@ _LINK_BROKE = re.compile(
     re.IGNORECASE,
 )
 
-# Any end of a session: the server's own words for it, or the link's.
+# Any end of a session (the server's own words for it, or the link's), or a stream's
+# session that could not begin: the server went down while the others were running.
 _SESSION_LOST = re.compile(
-    _LINK_BROKE.pattern + r"|terminating connection|the database system is", re.IGNORECASE
+    _LINK_BROKE.pattern + r"|terminating connection|the database system is"
+    r"|connection to server .{0,200}? failed|could not connect to server",
+    re.IGNORECASE,
 )
 
 # The task runs a dump again after this (task.with_retries): nothing was stored.
@@ -119,15 +122,18 @@ _WENT_AWAY_HINT = (
 
 
 def went_away(
-    info: ConnectionInfo, server: ServerInfo, failure: BaseException
+    info: ConnectionInfo, server: ServerInfo, failures: Sequence[BaseException]
 ) -> DatabaseUnreachableError | None:
-    """``failure`` named as the server going away during the backup, when it did: it
-    is down or starting now, or its start time changed since the backup began (it
-    restarted, or another took its place: a failover); or the link to it broke with
-    no word from the server (a reset). Asked in a session of its own."""
-    text = failure.message if isinstance(failure, PgautodumperError) else str(failure)
-    if not _SESSION_LOST.search(text) or recovery_conflict(text):
-        return None  # the session was not lost, or a replica ended it (replica_conflict)
+    """The first of ``failures`` that lost its session, named as the server going away
+    during the backup, when it did: it is down or starting now, or its start time
+    changed since the backup began (it restarted, or another took its place: a
+    failover); or the link to it broke with no word from the server (a reset). Asked
+    in a session of its own. A conflict with recovery is replica_conflict's."""
+    texts = [f.message if isinstance(f, PgautodumperError) else str(f) for f in failures]
+    lost = [t for t in texts if _SESSION_LOST.search(t) and not recovery_conflict(t)]
+    if not lost:
+        return None
+    text = lost[0]
     where = f"{server.database} on {info.describe()}"
     try:
         with connect(info) as conn:

@@ -16,6 +16,9 @@ import pytest
 from pgautodumper.scratch import ThrowawayPostgres
 from tests.conftest import create_database
 
+# Independent of the other modules' state: alongside the rest (tests/background.py).
+pytestmark = pytest.mark.background
+
 PASSWORD = f"limited-{secrets.token_hex(6)}"
 STREAMED = 1024 * 1024
 SQL = """

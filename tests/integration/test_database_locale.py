@@ -23,6 +23,9 @@ from pgautodumper.scratch import ThrowawayPostgres
 from tests.conftest import BACKUP_PASSWORD, BACKUP_ROLE, verify_leftovers
 from tests.pgcompare import fingerprint
 
+# Independent of the other modules' state: alongside the rest (tests/background.py).
+pytestmark = pytest.mark.background
+
 SQL = """
 CREATE TABLE words (id int PRIMARY KEY, code varchar(3) {collate},
                     name text CHECK (name ~ '^[[:alpha:]]+$'));

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tests.conftest import BACKUP_PASSWORD, BACKUP_ROLE, create_database, run_cli
 from tests.integration.conftest import tools_of
 from tests.integration.format2 import (
@@ -25,6 +27,9 @@ from tests.integration.format2 import (
     fixture_extension,
     schema_key,
 )
+
+# Independent of the other modules' state: alongside the rest (tests/background.py).
+pytestmark = pytest.mark.background
 
 VECTORS = """
 CREATE EXTENSION vector;
