@@ -177,10 +177,14 @@ def classify_connect_error(exc: psycopg.Error, info: ConnectionInfo) -> Database
             hint="check the user and password (or the secret) and pg_hba.conf",
         )
     if role := _ROLE_REFUSED.search(detail):
-        fix = "ALTER ROLE {0} LOGIN" if role[2].startswith("is not") else "create role {0}"
+        fix = (
+            f"ALTER ROLE {role[1]} LOGIN"
+            if role[2].startswith("is not")
+            else f"create role {role[1]}"
+        )
         return DatabaseAuthError(
             f"{target} refused role {role[1]!r}: {detail}",
-            hint=f"{fix.format(role[1])}, or check the user name (or the secret)",
+            hint=f"{fix}, or check the user name (or the secret)",
         )
     if _HBA_REFUSED.search(detail):
         return DatabaseAuthError(

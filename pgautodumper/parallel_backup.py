@@ -65,7 +65,6 @@ from pgautodumper.connection import ConnectionInfo, refused_for_lack_of_slots, s
 from pgautodumper.errors import (
     ConnectionLimitError,
     DumpFailedError,
-    StorageError,
     read_denied,
     row_security_refusal,
 )
@@ -278,9 +277,7 @@ class _Streams:
                 done.append(stream.key)
         except BaseException:
             self.abort()
-            for key in done:
-                with contextlib.suppress(StorageError):
-                    storage.delete(bucket, key)
+            storage.delete_quietly(bucket, done)
             raise
 
 

@@ -121,6 +121,10 @@ _WENT_AWAY_HINT = (
 )
 
 
+def _text(failure: BaseException) -> str:
+    return failure.message if isinstance(failure, PgautodumperError) else str(failure)
+
+
 def went_away(
     info: ConnectionInfo, server: ServerInfo, failures: Sequence[BaseException]
 ) -> DatabaseUnreachableError | None:
@@ -129,7 +133,7 @@ def went_away(
     changed since the backup began (it restarted, or another took its place: a
     failover); or the link to it broke with no word from the server (a reset). Asked
     in a session of its own. A conflict with recovery is replica_conflict's."""
-    texts = [f.message if isinstance(f, PgautodumperError) else str(f) for f in failures]
+    texts = [_text(failure) for failure in failures]
     lost = [t for t in texts if _SESSION_LOST.search(t) and not recovery_conflict(t)]
     if not lost:
         return None
@@ -238,7 +242,7 @@ def replica_conflict(
     """``failure`` named as a conflict with recovery, when it was one: by its text, or by
     the replica's count of sessions it cancelled or ended (``conflicts_before``: that count
     before the dump began; None on a primary)."""
-    text = failure.message if isinstance(failure, PgautodumperError) else str(failure)
+    text = _text(failure)
     if recovery_conflict(text):
         return DumpFailedError(text, hint=REPLICA_CONFLICT_HINT)
     if conflicts_before is not None and conflicted_since(info, conflicts_before):

@@ -434,10 +434,16 @@ def withdrawn_on_failure(bucket: str, keys: list[str]) -> Iterator[None]:
     except BackupExistsError:
         raise
     except BaseException:
-        for key in keys:
-            with contextlib.suppress(StorageError):  # left to prune, as any leftover
-                delete(bucket, key)
+        delete_quietly(bucket, keys)
         raise
+
+
+def delete_quietly(bucket: str, keys: list[str]) -> None:
+    """Delete what a failed run made visible; what cannot be deleted is left to prune,
+    as any leftover."""
+    for key in keys:
+        with contextlib.suppress(StorageError):
+            delete(bucket, key)
 
 
 def get(bucket: str, key: str) -> bytes:
