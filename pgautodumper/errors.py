@@ -12,7 +12,7 @@ code, documented in the README.
     ├── DatabaseError
     │   ├── DatabaseAuthError              exit 10  password/role rejected
     │   │   └── PreflightAuthError         exit 10  ... found by the preflight check
-    │   ├── DatabaseUnreachableError       exit 11  DNS, refused, timeout
+    │   ├── DatabaseUnreachableError       exit 11  DNS, refused, timeout; the server went away
     │   │   ├── PreflightConnectionError   exit 11  ... found by the preflight check (retryable)
     │   │   └── ConnectionLimitError       exit 25  no session slot free (server, role, database)
     │   ├── DatabaseNotFoundError          exit 12  the database does not exist

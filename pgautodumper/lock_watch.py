@@ -35,6 +35,7 @@ import psycopg
 from pgautodumper.blockers import MAX_NAMED, Blocker, statement_words, strongest
 from pgautodumper.connection import ConnectionInfo, connect
 from pgautodumper.errors import LockTimeoutError, redact
+from pgautodumper.server_gone import ServerLife, server_life
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,8 @@ class LockWatch:
     target: ConnectionInfo
     wait_seconds: int
     database: str = ""
+    # Read when the restore began: what tells a failure's cause (server_gone).
+    server_life: ServerLife | None = None
     expired: LockTimeoutError | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
     _seen: dict[_Wait, float] = field(default_factory=dict)
@@ -173,6 +176,7 @@ def watching(target: ConnectionInfo, wait_seconds: int) -> Iterator[LockWatch]:
     # restore at once, with the connection's own error.
     with connect(watch.target) as conn:
         watch.database = conn.info.dbname
+        watch.server_life = server_life(conn)
         thread = threading.Thread(target=watch.run, args=(conn,), name="lock-watch", daemon=True)
         thread.start()
         try:

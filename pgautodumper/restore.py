@@ -77,6 +77,7 @@ from pgautodumper.parallel_restore import (
 )
 from pgautodumper.pgtools import find_tool
 from pgautodumper.roles import CreatedRoles
+from pgautodumper.server_gone import went_away
 
 log = logging.getLogger(__name__)
 
@@ -183,12 +184,23 @@ def _cause(
     target: ConnectionInfo,
     backup: Manifest | ManifestV2,
 ) -> PgautodumperError:
-    """What a failed restore reports: a lock wait it cancelled, a role, or the failure."""
+    """What a failed restore reports: a lock wait it cancelled, what the target lacks, the
+    target going away (restarted, crashed, unreachable, or a broken link), or the failure."""
     if watch.expired is not None:
         return watch.expired
     if isinstance(exc, RestoreFailedError) and (named := named_cause(exc, target, backup)):
         named.on_intact_bytes = True
         return named
+    if watch.server_life and (
+        gone := went_away(
+            target,
+            [exc],
+            before=watch.server_life,
+            during=f"the restore into {watch.database}",
+            hint=INCOMPLETE_TARGET,
+        )
+    ):
+        return gone
     return exc
 
 

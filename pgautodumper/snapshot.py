@@ -11,29 +11,25 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
 from typing import Protocol
 
 import psycopg
 from psycopg import sql
 from pydantic import BaseModel
 
-from pgautodumper import database_locale
+from pgautodumper import database_locale, server_gone
 from pgautodumper.connection import ConnectionInfo, connect
 from pgautodumper.database_locale import DatabaseLocale
 from pgautodumper.errors import (
-    ConnectionLimitError,
     DatabaseError,
-    DatabaseUnreachableError,
     DumpFailedError,
-    PgautodumperError,
     read_denied,
     redact,
 )
 from pgautodumper.manifest import TableRows
+from pgautodumper.server_gone import failure_text, recovery_conflict
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +66,8 @@ class ServerInfo(BaseModel):
     database_size_bytes: int
     is_replica: bool
     database_locale: DatabaseLocale
-    # pg_postmaster_start_time(): another one later means a restart or a failover.
-    started_at: datetime
+    # Another start time later means a restart or a failover (server_gone).
+    life: server_gone.ServerLife
 
     @property
     def encoding(self) -> str:
@@ -84,7 +80,7 @@ def server_info(conn: psycopg.Connection) -> ServerInfo:
         "SELECT pg_catalog.current_database(), pg_catalog.current_setting('server_version'),"
         " pg_catalog.current_setting('server_version_num')::pg_catalog.int4,"
         " pg_catalog.pg_database_size(pg_catalog.current_database()),"
-        " pg_catalog.pg_is_in_recovery(), pg_catalog.pg_postmaster_start_time()"
+        " pg_catalog.pg_is_in_recovery()"
     ).fetchone()
     assert row is not None
     return ServerInfo(
@@ -94,26 +90,9 @@ def server_info(conn: psycopg.Connection) -> ServerInfo:
         database_size_bytes=row[3],
         is_replica=row[4],
         database_locale=database_locale.read(conn, row[2]),
-        started_at=row[5],
+        life=server_gone.server_life(conn),
     )
 
-
-# A connection that broke without the server ending it (no FATAL from it): how libpq,
-# psql and pg_dump word a reset, a dropped or timed-out link.
-_LINK_BROKE = re.compile(
-    r"server closed the connection unexpectedly|connection reset by peer|connection to server "
-    r"was lost|could not (?:receive|send) data (?:from|to) server|ssl syscall error|ssl "
-    r"connection has been closed unexpectedly|connection timed out",
-    re.IGNORECASE,
-)
-
-# Any end of a session (the server's own words for it, or the link's), or a stream's
-# session that could not begin: the server went down while the others were running.
-_SESSION_LOST = re.compile(
-    _LINK_BROKE.pattern + r"|terminating connection|the database system is"
-    r"|connection to server .{0,200}? failed|could not connect to server",
-    re.IGNORECASE,
-)
 
 # The task runs a dump again after this (task.with_retries): nothing was stored.
 _WENT_AWAY_HINT = (
@@ -121,52 +100,18 @@ _WENT_AWAY_HINT = (
 )
 
 
-def _text(failure: BaseException) -> str:
-    return failure.message if isinstance(failure, PgautodumperError) else str(failure)
-
-
 def went_away(
     info: ConnectionInfo, server: ServerInfo, failures: Sequence[BaseException]
-) -> DatabaseUnreachableError | None:
+) -> DatabaseError | None:
     """The first of ``failures`` that lost its session, named as the server going away
-    during the backup, when it did: it is down or starting now, or its start time
-    changed since the backup began (it restarted, or another took its place: a
-    failover); or the link to it broke with no word from the server (a reset). Asked
-    in a session of its own. A conflict with recovery is replica_conflict's."""
-    texts = [_text(failure) for failure in failures]
-    lost = [t for t in texts if _SESSION_LOST.search(t) and not recovery_conflict(t)]
-    if not lost:
-        return None
-    text = lost[0]
-    where = f"{server.database} on {info.describe()}"
-    try:
-        with connect(info) as conn:
-            row = conn.execute("SELECT pg_catalog.pg_postmaster_start_time()").fetchone()
-    except ConnectionLimitError:
-        return None  # up, and busy: not gone
-    except DatabaseUnreachableError as exc:
-        return DatabaseUnreachableError(
-            f"the server went away during the backup of {where} ({text}); now: {exc.message}",
-            hint=_WENT_AWAY_HINT,
-        )
-    except (DatabaseError, psycopg.Error):
-        return None
-    if row is None:
-        return None
-    if row[0] == server.started_at:
-        # On a replica a closed connection may be a conflict with recovery: its count says.
-        if _LINK_BROKE.search(text) and "FATAL:" not in text and not server.is_replica:
-            return DatabaseUnreachableError(
-                f"the connection to {info.describe()} broke during the backup of "
-                f"{server.database}, and the server stayed up (a network interruption): {text}",
-                hint=_WENT_AWAY_HINT,
-            )
-        return None
-    # Another start time, earlier or later: a restart, or a failover to another server.
-    return DatabaseUnreachableError(
-        f"the server restarted or failed over during the backup of {where} (started at "
-        f"{row[0]:%Y-%m-%d %H:%M:%S %Z}, not {server.started_at:%H:%M:%S %Z} as before): {text}",
+    during the backup, when it did (server_gone.went_away)."""
+    return server_gone.went_away(
+        info,
+        failures,
+        before=server.life,
+        during=f"the backup of {server.database}",
         hint=_WENT_AWAY_HINT,
+        is_replica=server.is_replica,
     )
 
 
@@ -217,11 +162,6 @@ REPLICA_CONFLICT_HINT = (
 )
 
 
-def recovery_conflict(text: str) -> bool:
-    """A replica cancelled or ended one of the dump's sessions to replay the primary."""
-    return "conflict with recovery" in text
-
-
 # The sessions of this database a replica cancelled or ended to replay the primary. A
 # session it ends may only see its connection close ("server closed the connection"),
 # so the count, not the text, says whether that happened.
@@ -242,7 +182,7 @@ def replica_conflict(
     """``failure`` named as a conflict with recovery, when it was one: by its text, or by
     the replica's count of sessions it cancelled or ended (``conflicts_before``: that count
     before the dump began; None on a primary)."""
-    text = _text(failure)
+    text = failure_text(failure)
     if recovery_conflict(text):
         return DumpFailedError(text, hint=REPLICA_CONFLICT_HINT)
     if conflicts_before is not None and conflicted_since(info, conflicts_before):

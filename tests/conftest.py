@@ -141,6 +141,16 @@ def bucket(s3) -> str:
     return name
 
 
+# About 20 MiB of random bytes (bytea): four 5 MiB parts even after zstd.
+INCOMPRESSIBLE = """
+CREATE TABLE blobs AS
+SELECT g AS id, decode(string_agg(md5(random()::text || g || i), '' ORDER BY i), 'hex') AS payload
+  FROM generate_series(1, 20480) g, generate_series(1, 64) i
+ GROUP BY g;
+"""
+PART = 5 * 1024 * 1024
+
+
 def create_database(server: ThrowawayPostgres, sql: str = "", *, name: str | None = None) -> str:
     """A fresh database on ``server``, optionally filled by SQL; its TCP URL for the backup
     role (which the server must have)."""
@@ -167,6 +177,17 @@ def make_database(pg: ThrowawayPostgres):
         return create_database(pg, sql, name=name)
 
     return make
+
+
+def start_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """Start the real ``pgautodumper`` CLI in a child process, to act while it runs."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "pgautodumper", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None, timeout: int = 300):

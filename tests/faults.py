@@ -155,11 +155,13 @@ def faulty_proxy(
 
 
 @contextmanager
-def breaking_link(port: int, after_bytes: int, cuts: int = 1) -> Iterator[int]:
+def breaking_link(
+    port: int, after_bytes: int, cuts: int = 1, *, to_server: bool = False
+) -> Iterator[int]:
     """A TCP relay to ``127.0.0.1:port`` that resets the first ``cuts`` connections to
     carry more than ``after_bytes`` from the server (the COPY streams of a backup, not
-    its small sessions): a network interruption, with the server itself still up.
-    Yields the relay's port."""
+    its small sessions), or to it with ``to_server`` (a restore's): a network
+    interruption, with the server itself still up. Yields the relay's port."""
     listener = socket.create_server(("127.0.0.1", 0))
     state = {"cuts": cuts}
     lock = threading.Lock()
@@ -198,8 +200,13 @@ def breaking_link(port: int, after_bytes: int, cuts: int = 1) -> Iterator[int]:
             except OSError:
                 return
             server = socket.create_connection(("127.0.0.1", port))
-            threading.Thread(target=pump, args=(client, server, False, server), daemon=True).start()
-            threading.Thread(target=pump, args=(server, client, True, client), daemon=True).start()
+            for source, sink, counted in (
+                (client, server, to_server),
+                (server, client, not to_server),
+            ):
+                threading.Thread(
+                    target=pump, args=(source, sink, counted, sink), daemon=True
+                ).start()
 
     threading.Thread(target=serve, daemon=True).start()
     try:

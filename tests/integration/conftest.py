@@ -43,6 +43,15 @@ def pg18() -> Iterator[ThrowawayPostgres]:
         yield server
 
 
+@pytest.fixture(scope="module")
+def own_server() -> Iterator[ThrowawayPostgres]:
+    """A server of the module's own, with the backup role, to restart or crash: the shared
+    one serves other tests."""
+    with ThrowawayPostgres() as server:
+        server.psql(f"CREATE ROLE {BACKUP_ROLE} LOGIN SUPERUSER PASSWORD '{BACKUP_PASSWORD}'")
+        yield server
+
+
 def tools_of(server: ThrowawayPostgres) -> dict[str, str]:
     """The environment that puts ``server``'s pg_dump, pg_restore and psql first on PATH."""
     return {"PATH": f"{server.bin_dir}{os.pathsep}{os.environ['PATH']}"}
