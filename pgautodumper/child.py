@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import re
 import signal
 import subprocess
 import threading
@@ -10,6 +11,10 @@ from collections.abc import Sequence
 from typing import IO
 
 STDERR_LINES = 20
+# The first error lines stay in the message whatever follows them: pg_dump's "Query
+# was:" detail can run longer than the tail.
+PINNED_ERRORS = 3
+_ERROR_LINE = re.compile(r"\berror:|\b(?:ERROR|FATAL|PANIC):")
 
 
 class ToolProcess:
@@ -27,6 +32,7 @@ class ToolProcess:
         self.name = argv[0].rsplit("/", 1)[-1]
         self._secrets = [s for s in secrets if s]
         self._tail: collections.deque[str] = collections.deque(maxlen=STDERR_LINES)
+        self._errors: list[str] = []
         self.process = subprocess.Popen(
             list(argv), env=env, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE
         )
@@ -53,6 +59,8 @@ class ToolProcess:
                 line = line.replace(secret, "***")
             if line:
                 self._tail.append(line)
+                if len(self._errors) < PINNED_ERRORS and _ERROR_LINE.search(line):
+                    self._errors.append(line)
 
     def wait(self) -> int:
         code = self.process.wait()
@@ -65,7 +73,10 @@ class ToolProcess:
         self.wait()
 
     def stderr_tail(self) -> str:
-        return " | ".join(self._tail)
+        """The first error lines, then the last lines (without repeating them)."""
+        tail = list(self._tail)
+        scrolled_out = [line for line in self._errors if line not in tail]
+        return " | ".join([*scrolled_out, "...", *tail] if scrolled_out else tail)
 
     def failure(self) -> str:
         """'pg_dump exited with code 1: <last stderr lines>' for messages."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import glob
 import os
 import pwd
+import re
 import shutil
 import socket
 import subprocess
@@ -21,6 +22,9 @@ from urllib.parse import quote
 from pgautodumper.errors import PgToolError, UsageError
 
 SUPERUSER = "postgres"
+
+# How the postmaster logs a child that died of SIGKILL (reaper: LogChildExit).
+_KILLED = re.compile(r"process \(PID \d+\) was terminated by signal 9")
 
 
 def server_bin_dir() -> Path:
@@ -118,6 +122,16 @@ class ThrowawayPostgres:
         if (self.data / "postmaster.pid").exists():
             self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop", check=False)
         shutil.rmtree(self.root, ignore_errors=True)
+
+    def killed_processes(self) -> list[str]:
+        """The postmaster's log lines for its processes a SIGKILL ended: on a machine out of
+        memory, the kernel's out-of-memory killer picks a backend first (the largest)."""
+        try:
+            text = self.log.read_text(errors="replace")
+        except OSError:
+            return []
+        return [line.split("LOG:", 1)[-1].strip() for line in text.splitlines()
+                if _KILLED.search(line)]  # fmt: skip
 
     def __enter__(self) -> ThrowawayPostgres:
         return self.start()

@@ -28,13 +28,15 @@ from pgautodumper.errors import (
 )
 
 # A connection that broke without the server ending it (no FATAL from it): how libpq,
-# psql, pg_dump and pg_restore word a reset, a dropped or timed-out link. A session
+# psycopg, psql, pg_dump and pg_restore word a reset, a dropped or timed-out link. A session
 # ended while it was sending (COPY FROM STDIN) reads the same: the server's last
 # words are never read.
 _LINK_BROKE = re.compile(
     r"server closed the connection unexpectedly|connection reset by peer|connection to server "
     r"was lost|could not (?:receive|send) data (?:from|to) server|ssl syscall error|ssl "
-    r"connection has been closed unexpectedly|connection timed out|broken pipe",
+    r"connection has been closed unexpectedly|connection timed out|broken pipe"
+    # psycopg's own words when libpq found the socket gone.
+    r"|connection socket closed|the connection is lost",
     re.IGNORECASE,
 )
 

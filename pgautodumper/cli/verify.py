@@ -11,7 +11,7 @@ import click
 from pgautodumper import task
 from pgautodumper.cli.options import bucket_options, emit, json_option
 from pgautodumper.connection import ConnectionInfo
-from pgautodumper.errors import UsageError
+from pgautodumper.errors import DatabaseUnreachableError, TaskOutOfMemoryError, UsageError
 from pgautodumper.layout import BackupKeys
 from pgautodumper.manifest import Verdict
 from pgautodumper.restore import resolve
@@ -24,7 +24,22 @@ def verify_in_throwaway(bucket: str, keys: BackupKeys) -> Verdict:
     database = scratch_name(keys)
     settings = scratch_settings(server_bin_dir(), database)
     with ThrowawayPostgres(settings=settings) as server:
-        return verify(bucket, keys, ConnectionInfo.from_url(server.admin_url), database=database)
+        try:
+            return verify(
+                bucket, keys, ConnectionInfo.from_url(server.admin_url), database=database
+            )
+        except DatabaseUnreachableError:
+            # The scratch server is ours: its log tells a crash's cause, which on Fargate
+            # is the task's memory, and a rerun in the same task would fail the same way.
+            if killed := server.killed_processes():
+                raise TaskOutOfMemoryError(
+                    f"the verify's scratch PostgreSQL lost a process to SIGKILL while "
+                    f"restoring {keys.dump}, which ended the restore: {killed[0]} (the "
+                    "out-of-memory killer picks the largest process)",
+                    hint="raise task.memory in the request (or task_defaults.memory in "
+                    "Terraform) for verify runs",
+                ) from None
+            raise
 
 
 @click.command("verify")

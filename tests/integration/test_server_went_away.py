@@ -16,16 +16,20 @@ the machine, when the fault is injected.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
 import subprocess
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
+from pgautodumper.errors import TaskOutOfMemoryError
 from pgautodumper.scratch import ThrowawayPostgres
+from pgautodumper.verify import scratch_run
 from tests.conftest import BACKUP_PASSWORD, INCOMPRESSIBLE, PART, create_database, start_cli
 from tests.faults import breaking_link, faulty_proxy
 from tests.integration.format2 import backup, create_bucket
@@ -104,8 +108,12 @@ def slow_backups(own_server, moto_server) -> str:
     bucket = create_bucket()
     source = create_database(own_server, SLOW_ROWS)
     for backup_format in ("2", "1"):
-        backup(source, bucket, backup_format, "--format", backup_format)
+        manifest = backup(source, bucket, backup_format, "--format", backup_format)
+        SLOW_RUNS[backup_format] = manifest["run_id"]
     return bucket
+
+
+SLOW_RUNS: dict[str, str] = {}  # each slow backup's run id, which its scratch names
 
 
 def _restore(bucket: str, backup_format: str, url: str) -> subprocess.Popen[str]:
@@ -172,15 +180,19 @@ def test_a_backup_whose_server_goes_away_is_named_and_stores_nothing(
     bucket = create_bucket()
     source = create_database(own_server, INCOMPRESSIBLE)
     dbname = source.rsplit("/", 1)[1]
-    # Uploads slowed down: the backup's COPY waits on them, still running when acted on.
+    # Uploads slowed down, and a COPY of 16 MiB or more in 5 MiB parts, one in flight: the
+    # COPY waits on the uploads, and is still running when acted on.
     with faulty_proxy(moto_server, part_delay=1.0) as proxy:
         process = start_cli(
             "backup", "--database-url", source, "--bucket", bucket, "--name", fault,
             "--part-size", str(PART), "--format", backup_format,
-            "--stream-threshold-bytes", str(PART), env={"AWS_ENDPOINT_URL": proxy},
+            "--stream-threshold-bytes", str(16 * 1024 * 1024), env={"AWS_ENDPOINT_URL": proxy},
         )  # fmt: skip
         try:
-            act(own_server, _copy_pid(own_server, dbname, where="query ILIKE 'COPY %'"))
+            act(
+                own_server,
+                _copy_pid(own_server, dbname, where="state = 'active' AND query ILIKE 'COPY %'"),
+            )
             _, stderr = process.communicate(timeout=300)
         finally:
             process.kill()
@@ -191,3 +203,37 @@ def test_a_backup_whose_server_goes_away_is_named_and_stores_nothing(
     assert "nothing was stored" in stderr and "Traceback" not in stderr
     assert s3.list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0
     assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
+def _scratch_backend(database_part: str) -> int:
+    """The pid of a backend of a scratch server (one a verify started itself) running a
+    COPY into a database whose name holds ``database_part``, once one runs."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+            with contextlib.suppress(OSError):
+                title = cmdline.read_bytes().decode(errors="replace")
+                if title.startswith("postgres: ") and database_part in title and "COPY" in title:
+                    return int(cmdline.parent.name)
+        time.sleep(0.05)
+    pytest.fail(f"no scratch backend loaded rows into a database named *{database_part}*")
+
+
+def test_a_verify_whose_scratch_server_loses_a_process_to_sigkill_says_raise_memory(
+    slow_backups,
+):
+    """On Fargate the out-of-memory killer takes a scratch backend: the verify's own
+    server logs the SIGKILL, and the error says what to change (not retried)."""
+    process = start_cli(
+        "verify", "--bucket", slow_backups, "--latest", "--name", "2", "--scratch-local",
+        env={"PGOPTIONS": "-c pgad.slow=on"},
+    )  # fmt: skip
+    try:
+        os.kill(_scratch_backend(f"_{scratch_run(SLOW_RUNS['2'])}_"), signal.SIGKILL)
+        _, stderr = process.communicate(timeout=300)
+    finally:
+        process.kill()
+
+    assert process.returncode == TaskOutOfMemoryError.exit_code, stderr
+    assert "terminated by signal 9" in stderr and "raise task.memory" in stderr, stderr
+    assert "Traceback" not in stderr
