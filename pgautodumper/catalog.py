@@ -8,13 +8,20 @@ and retention may delete.
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection, Iterator
 from datetime import datetime
+from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, Field
 
 from pgautodumper import aws, layout, storage
-from pgautodumper.errors import BackupNotFoundError, ManifestError
+from pgautodumper.errors import (
+    BackupNotFoundError,
+    ManifestError,
+    ObjectMissingError,
+    StorageAccessDeniedError,
+)
 from pgautodumper.manifest import Manifest, ManifestV2, Verdict, parse_manifest, parse_verdict
 
 log = logging.getLogger(__name__)
@@ -60,21 +67,26 @@ def list_all(
     """Every backup under the prefix (or of one name), by name, newest first: one listing."""
     folder = layout.name_prefix(prefix, name) if name else layout.normalize_prefix(prefix)
     entries: dict[str, BackupEntry] = {}
-    paginator = aws.client("s3").get_paginator("list_objects_v2")
-    try:
-        for page in paginator.paginate(Bucket=bucket, Prefix=folder):
-            for obj in page.get("Contents", []):
-                keys = layout.parse_key(obj["Key"], prefix)
-                if keys is None or (name is not None and keys.name != name):
-                    continue
-                entry = entries.setdefault(keys.stem, BackupEntry(keys=keys))
-                entry.add(obj["Key"], obj["Size"], obj["LastModified"])
-    except (ClientError, BotoCoreError) as exc:
-        raise storage.storage_error(exc, bucket=bucket, key=folder, action="list") from None
+    for obj in _listing(bucket, folder):
+        keys = layout.parse_key(obj["Key"], prefix)
+        if keys is None or (name is not None and keys.name != name):
+            continue
+        entry = entries.setdefault(keys.stem, BackupEntry(keys=keys))
+        entry.add(obj["Key"], obj["Size"], obj["LastModified"])
     by_name: dict[str, list[BackupEntry]] = {}
     for entry in sorted(entries.values(), key=lambda e: e.keys.started_at, reverse=True):
         by_name.setdefault(entry.keys.name, []).append(entry)
     return by_name
+
+
+def _listing(bucket: str, folder: str) -> Iterator[dict[str, Any]]:
+    """Every object under ``folder``, as ListObjectsV2 describes it."""
+    paginator = aws.client("s3").get_paginator("list_objects_v2")
+    try:
+        for page in paginator.paginate(Bucket=bucket, Prefix=folder):
+            yield from page.get("Contents", [])
+    except (ClientError, BotoCoreError) as exc:
+        raise storage.storage_error(exc, bucket=bucket, key=folder, action="list") from None
 
 
 def list_backups(bucket: str, prefix: str | None, name: str) -> list[BackupEntry]:
@@ -120,7 +132,55 @@ def latest_complete(bucket: str, prefix: str | None, name: str) -> layout.Backup
     for entry in list_backups(bucket, prefix, name):
         if entry.complete:
             return entry.keys
+        if entry.has_manifest:
+            log.warning(
+                "backup %s has a manifest, but its dump (or schema archive) is gone: deleted "
+                "after the backup completed; taking the one before",
+                entry.keys.stem,
+            )
     raise BackupNotFoundError(
         f"no complete backup of {name!r} under s3://{bucket}/{layout.name_prefix(prefix, name)}",
         hint="check --name and --prefix; 'pgautodumper list --all' shows incomplete ones",
     )
+
+
+def stored_keys(manifest: Manifest | ManifestV2) -> list[str]:
+    """The keys of every object the manifest lists (itself aside)."""
+    if isinstance(manifest, ManifestV2):
+        return [o.key for o in manifest.objects()]
+    return [manifest.dump_key]
+
+
+def missing_objects(present: Collection[str], manifest: Manifest | ManifestV2) -> list[str]:
+    """The objects ``manifest`` lists that are not ``present`` (listed)."""
+    return [key for key in stored_keys(manifest) if key not in present]
+
+
+MISSING_HINT = (
+    "restore an older backup ('pgautodumper list' marks this one MISSING-OBJECTS), and find "
+    "what deleted them (a lifecycle rule shorter than the retention? CloudTrail names who)"
+)
+
+
+def missing_message(backup: str, missing: list[str]) -> str:
+    shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+    return (
+        f"backup {backup} lacks {len(missing)} object(s) its manifest lists: {shown}; "
+        "they were deleted after the backup completed"
+    )
+
+
+def require_objects(bucket: str, keys: layout.BackupKeys, manifest: Manifest | ManifestV2) -> None:
+    """Refuse a backup whose objects are not all there, before anything reads it: one
+    listing of its stem. A role that may not list is not refused here: a missing object is
+    then found when it is read."""
+    try:
+        present = {obj["Key"] for obj in _listing(bucket, keys.stem)}
+    except StorageAccessDeniedError as exc:
+        log.info("the backup's objects were not listed ahead (%s): each is checked as read", exc)
+        return
+    if missing := missing_objects(present, manifest):
+        raise ObjectMissingError(
+            missing_message(manifest.dump_key, missing) + "; nothing was restored",
+            hint=MISSING_HINT,
+        )

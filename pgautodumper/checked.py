@@ -21,11 +21,30 @@ from collections.abc import Iterator
 import zstandard
 
 from pgautodumper import storage
-from pgautodumper.errors import INCOMPLETE_TARGET, ChecksumMismatchError
+from pgautodumper.catalog import MISSING_HINT
+from pgautodumper.errors import (
+    INCOMPLETE_TARGET,
+    BackupNotFoundError,
+    ChecksumMismatchError,
+    ObjectMissingError,
+)
 from pgautodumper.manifest import StoredObject
 
 READ_CHUNK = storage.READ_CHUNK
 WRITE_CHUNK = 1024 * 1024
+
+
+def listed_object(bucket: str, key: str, what: str) -> Iterator[bytes]:
+    """The bytes of an object the manifest lists: one that is gone is named as missing from
+    the backup (deleted after it completed), not as a key the user mistyped."""
+    try:
+        yield from storage.stream(bucket, key)
+    except BackupNotFoundError:
+        raise ObjectMissingError(
+            f"{what} (s3://{bucket}/{key}), which the backup's manifest lists, is gone: it was "
+            "deleted after the backup completed",
+            hint=MISSING_HINT,
+        ) from None
 
 
 class CheckedObject:
@@ -41,7 +60,7 @@ class CheckedObject:
         self.stored = stored
         self.what = what
         self.hint = hint
-        self._chunks = storage.stream(bucket, stored.key)
+        self._chunks = listed_object(bucket, stored.key, what)
         self._pending = b""
         self._digest = hashlib.sha256()
         self.size = 0

@@ -49,7 +49,8 @@ code, documented in the README.
     ├── IntegrityError
     │   ├── ChecksumMismatchError          exit 50  stored bytes differ from the manifest
     │   ├── ManifestError                  exit 51  unreadable manifest or unknown format_version
-    │   └── VerifyMismatchError            exit 52  restored row counts differ
+    │   ├── VerifyMismatchError            exit 52  restored row counts differ
+    │   └── ObjectMissingError             exit 53  an object the manifest lists is gone
     ├── NotificationError                  exit 60  SNS publish failed (Slack only logs)
     ├── TaskError                          exit 70  a task failed outside our code
     │   ├── TaskStartFailedError           exit 71  never ran: image pull, ENI, secrets, capacity
@@ -499,6 +500,18 @@ class VerifyMismatchError(IntegrityError):
     next_step = (
         "The restored data differs from the manifest: do not rely on this backup; take a new "
         "backup and compare the tables named above."
+    )
+
+
+class ObjectMissingError(IntegrityError):
+    """An object the backup's manifest lists is no longer in the bucket: deleted since the
+    backup completed (the manifest is written last, after every object)."""
+
+    exit_code = 53
+    next_step = (
+        "Do not trust this backup: restore an older one ('pgautodumper list' marks this one "
+        "MISSING-OBJECTS). Find what deleted the object (a lifecycle rule shorter than the "
+        "retention? CloudTrail names who) and protect the bucket with Object Lock."
     )
 
 

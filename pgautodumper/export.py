@@ -38,8 +38,8 @@ from typing import BinaryIO
 
 from pydantic import BaseModel
 
-from pgautodumper import catalog, layout, storage, toc
-from pgautodumper.checked import CheckedObject
+from pgautodumper import catalog, layout, toc
+from pgautodumper.checked import CheckedObject, listed_object
 from pgautodumper.child import ToolProcess
 from pgautodumper.errors import ChecksumMismatchError, PgautodumperError, RestoreFailedError
 from pgautodumper.manifest import Manifest, ManifestV2, TablePart
@@ -74,6 +74,7 @@ def export(
 ) -> ExportResult:
     """Write the backup to ``out`` (a binary file with a file descriptor) as SQL."""
     manifest = catalog.read_manifest(bucket, keys)
+    catalog.require_objects(bucket, keys, manifest)
     pg_restore = str(find_tool("pg_restore", int(manifest.pg_dump_version.split(".")[0])).path)
     flags = leave_out_flags(no_owner=no_owner, no_tablespaces=no_tablespaces)
     script = _Script(out, pg_restore, flags)
@@ -146,7 +147,7 @@ def _export_format1(
 ) -> None:
     process = script.pg_restore_stream()
     try:
-        fed = feed_dump(process, storage.stream(bucket, keys.dump), manifest)
+        fed = feed_dump(process, listed_object(bucket, keys.dump, "the dump"), manifest)
     except BaseException:
         process.kill()
         raise

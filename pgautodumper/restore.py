@@ -30,7 +30,8 @@ import psycopg
 import zstandard
 from pydantic import BaseModel, Field
 
-from pgautodumper import catalog, layout, lock_watch, storage
+from pgautodumper import catalog, layout, lock_watch
+from pgautodumper.checked import listed_object
 from pgautodumper.child import ToolProcess
 from pgautodumper.connection import (
     ConnectionInfo,
@@ -156,6 +157,7 @@ def restore(
 ) -> RestoreResult:
     """Restore a backup of either format into ``target``; every lock wait is bounded."""
     manifest = catalog.read_manifest(bucket, keys)
+    catalog.require_objects(bucket, keys, manifest)
     if options.partial and not isinstance(manifest, ManifestV2):
         raise UsageError(
             f"restoring single tables or schemas needs a format-2 backup; {keys.dump} is "
@@ -376,7 +378,7 @@ def _restore_format1(
         secrets=target.secret_values(),
     )
     try:
-        if not feed_dump(process, storage.stream(bucket, keys.dump), manifest):
+        if not feed_dump(process, listed_object(bucket, keys.dump, "the dump"), manifest):
             # pg_restore stopped reading, on bytes that match the manifest: its own failure.
             process.wait()
             raise RestoreFailedError(

@@ -19,7 +19,8 @@ import logging
 import psycopg
 import zstandard
 
-from pgautodumper import roles, storage
+from pgautodumper import roles
+from pgautodumper.checked import listed_object
 from pgautodumper.connection import ConnectionInfo, connect
 from pgautodumper.errors import (
     ChecksumMismatchError,
@@ -35,7 +36,7 @@ log = logging.getLogger(__name__)
 
 def read(bucket: str, stored: StoredObject) -> roles.RoleSet:
     """The backup's roles object, checked against the manifest before it is trusted."""
-    body = storage.get(bucket, stored.key)
+    body = b"".join(listed_object(bucket, stored.key, "the roles object"))
     digest = hashlib.sha256(body).hexdigest()
     if len(body) != stored.stored_bytes or digest != stored.sha256:
         raise ChecksumMismatchError(

@@ -66,13 +66,17 @@ def _hours(now: datetime, then: datetime) -> float:
 
 
 def _last_backup(bucket: str, complete: list[BackupEntry], now: datetime) -> LastBackup | None:
-    """The newest complete backup whose manifest reads: one that does not cannot be
-    restored, so it is skipped, with a warning."""
+    """The newest complete backup whose manifest reads and whose objects are all there:
+    another cannot be restored, so it is skipped, with a warning."""
     for entry in complete:
         try:
             manifest = catalog.read_manifest(bucket, entry.keys)
         except ManifestError as exc:
             log.warning("%s; skipped, as a restore would refuse it", exc)
+            continue
+        if missing := catalog.missing_objects(entry.objects, manifest):
+            message = catalog.missing_message(manifest.dump_key, missing)
+            log.warning("%s; skipped, as a restore would refuse it", message)
             continue
         return LastBackup(
             key=entry.keys.manifest,
@@ -133,7 +137,8 @@ def status(
     rows = []
     for name, entries in sorted(catalog.list_all(bucket, prefix).items()):
         complete = [e for e in entries if e.complete]
-        last_backup = _last_backup(bucket, complete, now)
+        # Those whose main object is gone too: skipped by name, with a warning.
+        last_backup = _last_backup(bucket, [e for e in entries if e.has_manifest], now)
         last_verify = _last_verify(bucket, complete, now)
         state, reason = judge(
             last_backup, last_verify, max_age=max_age, verify_max_age=verify_max_age

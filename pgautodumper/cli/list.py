@@ -19,7 +19,8 @@ class ListedBackup(BaseModel):
     stored_bytes: int | None
     duration_seconds: float | None
     verified: str
-    problem: str | None = None  # its manifest or verdict does not read
+    problem: str | None = None  # its manifest or verdict does not read, or objects are gone
+    missing_objects: list[str] = []  # keys its manifest lists that the bucket lacks
 
 
 @click.command("list")
@@ -32,7 +33,8 @@ def command(bucket: str, prefix: str, name: str, show_all: bool, as_json: bool) 
     rows = [
         _row(bucket, entry)
         for entry in catalog.list_backups(bucket, prefix, name)
-        if entry.complete or show_all
+        # A manifest whose main object is gone is a damaged backup, not a leftover: shown.
+        if entry.has_manifest or show_all
     ]
     text = "\n".join(
         f"{r.started_at}  {'-' if r.stored_bytes is None else human_bytes(r.stored_bytes):>10}  "
@@ -50,6 +52,8 @@ def _data_key(entry: catalog.BackupEntry) -> str:
 
 
 def _column(row: ListedBackup) -> str:
+    if row.missing_objects:
+        return "MISSING-OBJECTS"
     return "UNREADABLE" if row.problem else row.verified if row.complete else "INCOMPLETE"
 
 
@@ -57,10 +61,13 @@ def _row(bucket: str, entry: catalog.BackupEntry) -> ListedBackup:
     """One backup; a manifest or verdict that does not read is flagged, not fatal."""
     manifest, verdict, problem = None, None, None
     try:
-        manifest = catalog.read_manifest(bucket, entry.keys) if entry.complete else None
+        manifest = catalog.read_manifest(bucket, entry.keys) if entry.has_manifest else None
         verdict = catalog.read_verdict(bucket, entry.keys) if entry.has_verdict else None
     except ManifestError as exc:
         problem = exc.message
+    missing = catalog.missing_objects(entry.objects, manifest) if manifest else []
+    if missing:
+        problem = catalog.missing_message(manifest.dump_key, missing)
     return ListedBackup(
         key=manifest.dump_key if manifest else _data_key(entry),
         started_at=entry.keys.started_at.isoformat(),
@@ -69,4 +76,5 @@ def _row(bucket: str, entry: catalog.BackupEntry) -> ListedBackup:
         duration_seconds=manifest.duration_seconds if manifest else None,
         verified=verdict.verdict if verdict else "unverified",
         problem=problem,
+        missing_objects=missing,
     )
