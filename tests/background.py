@@ -20,6 +20,7 @@ import tempfile
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 CHILD_ENV = "PGAUTODUMPER_TEST_BACKGROUND_CHILD"
 MARKER = "background"
@@ -31,9 +32,17 @@ def in_child() -> bool:
     return bool(os.environ.get(CHILD_ENV))
 
 
+def child_of(item: Any) -> str:
+    """The child that runs a background test: its module's, or a group's that modules
+    share (``@pytest.mark.background(group=...)``) so that an expensive session fixture,
+    such as one Terraform plan of 100 databases, is built once, not once per module."""
+    marker = item.get_closest_marker(MARKER)
+    return marker.kwargs.get("group") or item.nodeid.split("::", 1)[0]
+
+
 @dataclass(eq=False)
 class Child:
-    """The background tests of one module: a ``pytest NODEID...`` process (the module's
+    """The background tests of one module or group: a ``pytest NODEID...`` process (its
     fixtures are built once) and its JUnit report."""
 
     module: str
@@ -90,5 +99,5 @@ class Child:
         return f"{self.module}: {counted or 'no result'}{took}"
 
 
-PENDING: dict[str, list[str]] = {}  # module path -> node ids, deselected in the parent
+PENDING: dict[str, list[str]] = {}  # child -> node ids, deselected in the parent
 CHILDREN: list[Child] = []

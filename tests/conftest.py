@@ -89,7 +89,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if not chosen or len(chosen) == len(items):
         return
     for item in chosen:
-        background.PENDING.setdefault(item.nodeid.split("::", 1)[0], []).append(item.nodeid)
+        background.PENDING.setdefault(background.child_of(item), []).append(item.nodeid)
     items[:] = [i for i in items if not i.get_closest_marker(background.MARKER)]
     config.hook.pytest_deselected(items=chosen)
 

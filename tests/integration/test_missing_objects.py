@@ -18,7 +18,7 @@ pytestmark = pytest.mark.background
 
 SQL = """
 CREATE TABLE items (id int PRIMARY KEY, body text);
-INSERT INTO items SELECT g, repeat(md5(g::text), 40) FROM generate_series(1, 20000) g;
+INSERT INTO items SELECT g, repeat(md5(g::text), 30) FROM generate_series(1, 3000) g;
 CREATE TABLE small (id int);
 """
 

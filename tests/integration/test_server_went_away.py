@@ -43,7 +43,7 @@ CREATE FUNCTION public.slow_ok(value int) RETURNS boolean LANGUAGE sql AS $$
 $$;
 CREATE DOMAIN public.checked_int AS int CHECK (public.slow_ok(VALUE));
 CREATE TABLE public.rows (id public.checked_int, pad text);
-INSERT INTO public.rows SELECT g, repeat('x', 2000) FROM generate_series(1, 6000) g;
+INSERT INTO public.rows SELECT g, repeat('x', 500) FROM generate_series(1, 3000) g;
 """
 
 INCOMPLETE = "restore again into an empty database, or with --clean"
@@ -171,14 +171,19 @@ BACKUP_FAULTS: dict[str, tuple[Callable[[ThrowawayPostgres, int], None], int, st
 }
 
 
+@pytest.fixture(scope="module")
+def incompressible_source(own_server) -> str:
+    return create_database(own_server, INCOMPRESSIBLE)
+
+
 @pytest.mark.parametrize("fault", list(BACKUP_FAULTS))
 @pytest.mark.parametrize("backup_format", ["2", "1"])
 def test_a_backup_whose_server_goes_away_is_named_and_stores_nothing(
-    own_server, moto_server, s3, fault, backup_format
+    own_server, incompressible_source, moto_server, s3, fault, backup_format
 ):
     act, exit_code, said = BACKUP_FAULTS[fault]
     bucket = create_bucket()
-    source = create_database(own_server, INCOMPRESSIBLE)
+    source = incompressible_source
     dbname = source.rsplit("/", 1)[1]
     # Uploads slowed down, and a COPY of 16 MiB or more in 5 MiB parts, one in flight: the
     # COPY waits on the uploads, and is still running when acted on.

@@ -24,6 +24,9 @@ MODULE = REPO / "terraform"
 STATE_MACHINE = REPO / "state_machine"
 MIRROR = Path(os.environ.get("TF_PLUGIN_MIRROR", "/opt/tf-plugins"))
 CHECKOV = REPO / "scripts" / "checkov.sh"
+# The background child of every module that reads the plan of 100 databases (conftest's
+# scale_plan): one child, so the plan is made once.
+SCALE_PLAN_CHILD = "tests/terraform (the plan of 100 databases)"
 
 # label -> seconds, for every terraform command of the session (printed in the summary).
 TIMINGS: dict[str, float] = {}

@@ -19,8 +19,14 @@ from typing import Any
 
 import pytest
 
+from tests.terraform.terraform_support import SCALE_PLAN_CHILD
+
 # One Terraform plan, single-threaded: alongside the database tests.
-pytestmark = [pytest.mark.terraform, pytest.mark.slow, pytest.mark.background]
+pytestmark = [
+    pytest.mark.terraform,
+    pytest.mark.slow,
+    pytest.mark.background(group=SCALE_PLAN_CHILD),
+]
 
 NAMESPACE = "pgautodumper"
 PREFIX = "pgautodumper-scale-limits-abcdef"

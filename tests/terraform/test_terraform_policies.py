@@ -23,6 +23,7 @@ import pytest
 from tests.terraform.terraform_support import (
     MODULE,
     REPO,
+    SCALE_PLAN_CHILD,
     STATE_MACHINE,
     Statement,
     Terraform,
@@ -36,7 +37,7 @@ from tests.terraform.terraform_support import (
 
 # Terraform plans of the module and of the vault, single-threaded: alongside the database
 # tests (tests/background.py).
-pytestmark = pytest.mark.background
+pytestmark = pytest.mark.background(group=SCALE_PLAN_CHILD)
 
 # (policy document, statement sid) -> (the actions allowed on "*", why AWS requires "*").
 WILDCARD_RESOURCE_ALLOW_LIST: dict[tuple[str, str], tuple[frozenset[str], str]] = {

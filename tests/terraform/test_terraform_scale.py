@@ -26,10 +26,14 @@ from typing import Any
 
 import pytest
 
-from tests.terraform.terraform_support import Terraform
+from tests.terraform.terraform_support import SCALE_PLAN_CHILD, Terraform
 
 # One Terraform plan of 100 databases, single-threaded: alongside the database tests.
-pytestmark = [pytest.mark.terraform, pytest.mark.slow, pytest.mark.background]
+pytestmark = [
+    pytest.mark.terraform,
+    pytest.mark.slow,
+    pytest.mark.background(group=SCALE_PLAN_CHILD),
+]
 
 INLINE_PER_ROLE = 10_240
 MANAGED_POLICY = 6_144
