@@ -33,6 +33,7 @@ class ToolProcess:
         self._secrets = [s for s in secrets if s]
         self._tail: collections.deque[str] = collections.deque(maxlen=STDERR_LINES)
         self._errors: list[str] = []
+        self._killed = False  # by us, on the way out of a failure found elsewhere
         self.process = subprocess.Popen(
             list(argv), env=env, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE
         )
@@ -68,9 +69,14 @@ class ToolProcess:
         return code
 
     def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
+        self.kill_now()
         self.wait()
+
+    def kill_now(self) -> None:
+        """SIGKILL, without waiting: another failure ends the work."""
+        if self.process.poll() is None:
+            self._killed = True
+            self.process.kill()
 
     def stderr_tail(self) -> str:
         """The first error lines, then the last lines (without repeating them)."""
@@ -83,6 +89,8 @@ class ToolProcess:
         code = self.process.returncode
         if code is not None and code < 0:
             what = f"{self.name} was killed by {signal.Signals(-code).name}"
+            if -code == signal.SIGKILL and not self._killed:
+                what += " (the out-of-memory killer? the machine's or task's memory ran out)"
         else:
             what = f"{self.name} exited with code {code}"
         tail = self.stderr_tail()

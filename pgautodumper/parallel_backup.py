@@ -254,7 +254,7 @@ class _Streams:
             for stream in self._all:
                 if stream.process is not None and stream.process.process.poll() is None:
                     stream.killed = True
-                    stream.process.process.kill()
+                    stream.process.kill_now()
 
     def abort(self) -> None:
         self.fail()

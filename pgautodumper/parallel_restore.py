@@ -243,8 +243,7 @@ class _Stop:
             self.event.set()
             processes, connections = list(self._processes), list(self._connections)
         for process in processes:
-            if process.process.poll() is None:
-                process.process.kill()
+            process.kill_now()
         for conn in connections:
             with contextlib.suppress(Exception):
                 conn.cancel_safe(timeout=10)

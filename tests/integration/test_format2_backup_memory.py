@@ -27,6 +27,9 @@ from tests.integration.test_format2_backup_support import (
 )
 from tests.peak_rss import measured
 
+# Databases of up to 200 MB, each made and backed up once: off the parent's longest path.
+pytestmark = pytest.mark.background
+
 JOBS = 2
 LIMIT = 160 * MiB  # at --jobs 2 (the acceptance limit)
 # Two runs of one backup differ by a few MiB (allocator, thread timing); a backup

@@ -30,3 +30,14 @@ def test_a_short_stderr_is_whole_and_not_repeated():
 
     assert failure.endswith("code 1: pg_restore: error: could not execute query | ERROR:  x")
     assert failure.count("could not execute query") == 1
+
+
+def test_a_tool_killed_by_sigkill_from_outside_suggests_memory_and_one_we_killed_does_not():
+    suicide = "import os, signal; os.kill(os.getpid(), signal.SIGKILL)"
+    outside = ToolProcess([sys.executable, "-c", suicide], {})
+    outside.wait()
+    ours = ToolProcess([sys.executable, "-c", "import time; time.sleep(60)"], {})
+    ours.kill()
+
+    assert "killed by SIGKILL (the out-of-memory killer?" in outside.failure()
+    assert ours.failure().endswith("was killed by SIGKILL")
