@@ -62,6 +62,7 @@ from pgautodumper.errors import (
     OwnershipError,
     PgautodumperError,
     RestoreFailedError,
+    StorageError,
     SuperuserRequiredError,
     TargetDiskFullError,
     TargetNotEmptyError,
@@ -171,6 +172,10 @@ def restore(
                 return _restore(bucket, keys, manifest, watch.target, options)
             except (RestoreFailedError, DatabaseError) as exc:
                 raise _cause(exc, watch, target, manifest) from None
+            except StorageError as exc:
+                # S3 failed mid-way (past botocore's retries): what was loaded stays.
+                hint = f"{exc.hint}; then {INCOMPLETE_TARGET}" if exc.hint else INCOMPLETE_TARGET
+                raise type(exc)(exc.message, hint=hint) from None
     except DatabaseNotFoundError as exc:
         name = target.params.get("dbname") or "NAME"
         raise DatabaseNotFoundError(

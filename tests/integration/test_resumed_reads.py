@@ -64,3 +64,27 @@ def test_a_read_that_keeps_breaking_off_is_a_named_error(moto_server, monkeypatc
             aws.reset()
 
     assert key in str(info.value)
+
+
+def test_s3_failing_mid_restore_is_named_and_says_the_target_is_incomplete(
+    cli, dbs, bucket_name, moto_server
+):
+    """Past botocore's retries, a part that S3 will not serve fails the restore by name
+    (StorageUnavailableError), and the loaded rest is called incomplete."""
+    source = dbs.create(SCHEMA)
+    backup(source, bucket_name, "outage", "--format", "2")
+    target = dbs.create()
+
+    def parts(method: str, path: str) -> bool:
+        return method == "GET" and ".part-" in path
+
+    with faulty_proxy(moto_server, rule=parts) as proxy:
+        result = cli(
+            "restore", "--bucket", bucket_name, "--latest", "--name", "outage",
+            "--database-url", target, env={"AWS_ENDPOINT_URL": proxy},
+        )  # fmt: skip
+
+    assert result.returncode == StorageUnavailableError.exit_code, result.stderr
+    assert ".part-" in result.stderr and "InternalError" in result.stderr
+    assert "restore again into an empty database, or with --clean" in result.stderr
+    assert "Traceback" not in result.stderr
