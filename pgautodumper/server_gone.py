@@ -13,6 +13,7 @@ word from it.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -50,7 +51,7 @@ _SESSION_LOST = re.compile(
 
 # 57P02, sent to every session when a server process died (SIGKILL by the out-of-memory
 # killer, a segfault): the postmaster ends them all and runs crash recovery, with the
-# same start time.
+# same start time (and statistics discarded: ServerLife.stats_reset).
 _CRASHED = re.compile(r"crash of another server process", re.IGNORECASE)
 # How the server refuses sessions while it replays WAL after such a crash (a clean
 # restart says "starting up").
@@ -62,14 +63,18 @@ _RECOVERING = re.compile(
 _ADMIN_ENDED = re.compile(r"terminating connection due to administrator command", re.IGNORECASE)
 
 _SESSIONS_KILLED_SINCE = 140000
+_ASK_SECONDS = 3.0
+_ASK_PAUSE_SECONDS = 0.5
 
 
 class ServerLife(BaseModel, frozen=True):
-    """What tells a later failure's cause: when the server started, and how many sessions
-    of the database an administrator ended (pg_stat_database.sessions_killed, 14 and
-    later; None when not known)."""
+    """What tells a later failure's cause: when the server started; when its shared
+    statistics were last reset (crash recovery discards them, with the same start time);
+    and how many sessions of the database an administrator ended
+    (pg_stat_database.sessions_killed, 14 and later). None where not known."""
 
     started_at: datetime
+    stats_reset: datetime | None = None
     sessions_killed: int | None = None
 
 
@@ -80,9 +85,12 @@ def server_life(conn: psycopg.Connection) -> ServerLife:
         if conn.info.server_version >= _SESSIONS_KILLED_SINCE
         else "NULL"
     )
-    row = conn.execute(f"SELECT pg_catalog.pg_postmaster_start_time(), {killed}").fetchone()
+    row = conn.execute(
+        "SELECT pg_catalog.pg_postmaster_start_time(),"
+        f" (SELECT b.stats_reset FROM pg_catalog.pg_stat_bgwriter b), {killed}"
+    ).fetchone()
     assert row is not None
-    return ServerLife(started_at=row[0], sessions_killed=row[1])
+    return ServerLife(started_at=row[0], stats_reset=row[1], sessions_killed=row[2])
 
 
 def recovery_conflict(text: str) -> bool:
@@ -117,8 +125,7 @@ def went_away(
     text = lost[0]
     where = f"{during} on {info.describe()}"
     try:
-        with connect(info) as conn:
-            now = server_life(conn)
+        now = _ask(info)
     except ConnectionLimitError:
         return None  # up, and busy: not gone
     except DatabaseUnreachableError as exc:
@@ -137,7 +144,8 @@ def went_away(
             f"before): {text}",
             hint=hint,
         )
-    if _CRASHED.search(text):
+    # The session that died says only that its link closed, and recovery may be over.
+    if _CRASHED.search(text) or now.stats_reset != before.stats_reset:
         return _crashed(where, text, hint)
     broke = bool(_LINK_BROKE.search(text)) and "FATAL:" not in text
     # A session ended while it was sending never reads the server's FATAL: the server's
@@ -157,6 +165,23 @@ def went_away(
         f"up (a network interruption, or a proxy closed it): {text}",
         hint=hint,
     )
+
+
+def _ask(info: ConnectionInfo) -> ServerLife:
+    """The server's life now, asked again for about 3 s: a server that is resetting after
+    a crash, or restarting, closes or refuses sessions for a moment, then says which it
+    was (recovery mode, or another start time). One that is gone stays so."""
+    deadline = time.monotonic() + _ASK_SECONDS
+    while True:
+        try:
+            with connect(info) as conn:
+                return server_life(conn)
+        except ConnectionLimitError:
+            raise
+        except DatabaseUnreachableError as exc:
+            if time.monotonic() >= deadline or _RECOVERING.search(exc.message):
+                raise
+            time.sleep(_ASK_PAUSE_SECONDS)
 
 
 def _crashed(where: str, text: str, hint: str) -> DatabaseUnreachableError:

@@ -27,8 +27,10 @@ from pathlib import Path
 
 import pytest
 
-from pgautodumper.errors import TaskOutOfMemoryError
+from pgautodumper.connection import ConnectionInfo, connect
+from pgautodumper.errors import DatabaseError, DatabaseUnreachableError, TaskOutOfMemoryError
 from pgautodumper.scratch import ThrowawayPostgres
+from pgautodumper.server_gone import ServerLife, server_life, went_away
 from pgautodumper.verify import scratch_run
 from tests.conftest import BACKUP_PASSWORD, INCOMPRESSIBLE, PART, create_database, start_cli
 from tests.faults import breaking_link, faulty_proxy
@@ -168,6 +170,7 @@ BACKUP_FAULTS: dict[str, tuple[Callable[[ThrowawayPostgres, int], None], int, st
     "restart": (_restart, 11, "during the backup of"),
     # Not retried: someone meant it (a watchdog that ends long sessions, say).
     "terminate": (_terminate, 10, "ended by an administrator (pg_terminate_backend"),
+    "crash": (_crash, 11, "the server crashed during the backup of"),
 }
 
 
@@ -242,3 +245,40 @@ def test_a_verify_whose_scratch_server_loses_a_process_to_sigkill_says_raise_mem
     assert process.returncode == TaskOutOfMemoryError.exit_code, stderr
     assert "terminated by signal 9" in stderr and "raise task.memory" in stderr, stderr
     assert "Traceback" not in stderr
+
+
+CLOSED = "server closed the connection unexpectedly"
+
+
+@pytest.mark.parametrize(
+    ("changed", "error", "said"),
+    [
+        ({}, DatabaseUnreachableError, "broke during the work, and the server stayed up"),
+        ({"started_at": "2000-01-01T00:00:00+00:00"}, DatabaseUnreachableError,
+         "restarted or failed over during the work"),
+        ({"stats_reset": "2000-01-01T00:00:00+00:00"}, DatabaseUnreachableError,
+         "the server crashed during the work"),
+        ({"sessions_killed": -1}, DatabaseError, "ended by an administrator"),
+    ],
+    ids=["link", "restart", "crash-recovered", "terminated"],
+)  # fmt: skip
+def test_what_changed_on_the_server_names_a_closed_connection(make_database, changed, error, said):
+    """A session that only saw its connection close: the server, asked again, tells why
+    by what changed since the work began (start time, statistics reset, sessions ended)."""
+    info = ConnectionInfo.from_url(make_database())
+    with connect(info) as conn:
+        now = server_life(conn)
+    before = ServerLife.model_validate({**now.model_dump(), **changed})
+
+    named = went_away(info, [Exception(CLOSED)], before=before, during="the work", hint="h")
+
+    assert type(named) is error and said in named.message and CLOSED in named.message
+
+
+def test_a_failure_that_did_not_lose_its_session_is_not_named_gone(make_database):
+    info = ConnectionInfo.from_url(make_database())
+    with connect(info) as conn:
+        before = server_life(conn).model_copy(update={"stats_reset": None})
+
+    assert went_away(info, [Exception("permission denied for table t")], before=before,
+                     during="the work", hint="h") is None  # fmt: skip
