@@ -213,6 +213,10 @@ def _patch_sfn_ecs_integration() -> None:
             if described["tasks"][0]["lastStatus"] != "STOPPED":
                 return None
             watchdog.cancel()
+            # Once more, all of it read after the stop: the answer that first said STOPPED
+            # may have read the container's exit code (moto's default, 0) just before the
+            # runner set it, and a failed task would pass as a success.
+            described = ecs_client.describe_tasks(cluster=cluster_arn, tasks=[task_arn])
             described.pop("ResponseMetadata", None)
             self._normalise_response(described, service_action_name="describe_tasks")
             task = described["Tasks"][0]
