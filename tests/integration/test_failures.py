@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +14,7 @@ import pytest
 
 from pgautodumper import storage
 from pgautodumper.errors import BackupExistsError
-from tests.conftest import run_cli
+from tests.conftest import run_cli, start_cli
 from tests.faults import FirstUploadParts, fail_upload_parts_after, faulty_proxy
 
 PART = 5 * 1024 * 1024
@@ -64,26 +63,10 @@ def _children(pid: int, name: str) -> list[int]:
 
 
 def _start_backup(database: str, bucket: str, **env: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "pgautodumper",
-            "backup",
-            "--database-url",
-            database,
-            "--bucket",
-            bucket,
-            "--name",
-            "big",
-            "--part-size",
-            str(PART),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, **env},
-    )
+    return start_cli(
+        "backup", "--database-url", database, "--bucket", bucket, "--name", "big",
+        "--part-size", str(PART), env=env,
+    )  # fmt: skip
 
 
 def _wait_mid_stream(s3, bucket: str, process: subprocess.Popen[str]) -> int:

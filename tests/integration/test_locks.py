@@ -3,9 +3,6 @@ lock waits on other sessions are bounded the same way."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -18,7 +15,7 @@ from pgautodumper import blockers, lock_watch
 from pgautodumper.backup import BackupOptions, run_backup
 from pgautodumper.connection import ConnectionInfo, connect
 from pgautodumper.errors import LockTimeoutError
-from tests.conftest import BACKUP_PASSWORD
+from tests.conftest import BACKUP_PASSWORD, start_cli
 from tests.faults import faulty_proxy
 
 SQL = """
@@ -126,11 +123,9 @@ def test_pg_dump_queued_behind_a_migration_fails_by_name(make_database, bucket, 
         psycopg.connect(source, autocommit=True) as admin,
         faulty_proxy(moto_server, hold_upload_start) as proxy,
     ):
-        process = subprocess.Popen(
-            [sys.executable, "-m", "pgautodumper", "backup", "--database-url", source,
-             "--bucket", bucket, "--name", "queued", "--lock-wait-timeout", "2"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            env={**os.environ, "AWS_ENDPOINT_URL": proxy},
+        process = start_cli(
+            "backup", "--database-url", source, "--bucket", bucket, "--name", "queued",
+            "--lock-wait-timeout", "2", env={"AWS_ENDPOINT_URL": proxy},
         )  # fmt: skip
         try:
             wait_until(
