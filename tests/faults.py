@@ -175,7 +175,7 @@ def breaking_link(
                 sock.shutdown(socket.SHUT_RDWR)
                 sock.close()
 
-    def pump(source: socket.socket, sink: socket.socket, counted: bool, peer: socket.socket):
+    def pump(source: socket.socket, sink: socket.socket, counted: bool):
         carried = 0
         try:
             while data := source.recv(65536):
@@ -185,7 +185,7 @@ def breaking_link(
                     with lock:
                         cut, state["cuts"] = state["cuts"] > 0, state["cuts"] - 1
                     if cut:
-                        reset(source, sink, peer)
+                        reset(source, sink)
                         return
                     counted = False
         except OSError:
@@ -204,9 +204,7 @@ def breaking_link(
                 (client, server, to_server),
                 (server, client, not to_server),
             ):
-                threading.Thread(
-                    target=pump, args=(source, sink, counted, sink), daemon=True
-                ).start()
+                threading.Thread(target=pump, args=(source, sink, counted), daemon=True).start()
 
     threading.Thread(target=serve, daemon=True).start()
     try:
