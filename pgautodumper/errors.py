@@ -18,7 +18,8 @@ code, documented in the README.
     │   ├── DatabaseNotFoundError          exit 12  the database does not exist
     │   ├── DatabasePermissionError        exit 13  the role cannot read some objects
     │   │   ├── PreflightPermissionError   exit 13  ... names every unreadable object
-    │   │   └── RowSecurityError           exit 17  row-level security would hide rows from it
+    │   │   ├── RowSecurityError           exit 17  row-level security would hide rows from it
+    │   │   └── TargetPermissionError      exit 9   the restorer may not create where it must
     │   ├── TargetNotEmptyError            exit 14  restore target holds objects, no --clean
     │   ├── LockTimeoutError               exit 15  a lock stayed held past the lock wait
     │   ├── MissingRolesError              exit 16  the restore target lacks roles the backup needs
@@ -203,6 +204,19 @@ class RowSecurityError(DatabasePermissionError):
         "Row-level security would hide rows from the backup role, and a backup holds every row "
         "or none (as pg_dump): give the role BYPASSRLS (ALTER ROLE ... BYPASSRLS), or back up as "
         "the tables' owner where they do not FORCE ROW LEVEL SECURITY."
+    )
+
+
+class TargetPermissionError(DatabasePermissionError):
+    """The restoring role may not create objects where the backup puts them: in the
+    database (new schemas) or in a schema of the target (on PostgreSQL 15 and later only
+    the database's owner may create in ``public`` unless granted). Exit 9, beside 8: the
+    database family's codes (10-29) are all taken."""
+
+    exit_code = 9
+    next_step = (
+        "Restore as the target database's owner or a superuser, or have the owner GRANT the "
+        "restoring role CREATE on the database and the schemas named above."
     )
 
 

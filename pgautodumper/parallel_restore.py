@@ -100,6 +100,7 @@ from pgautodumper.errors import (
     OwnershipError,
     RestoreFailedError,
     TargetNotEmptyError,
+    TargetPermissionError,
     TargetReadOnlyError,
     TargetServerTooOldError,
     redact,
@@ -131,6 +132,21 @@ SELECT pg_catalog.count(*) FROM pg_catalog.pg_class c
                       AND d.objid = c.oid AND d.deptype = 'e')
 """
 _SCHEMAS = "SELECT nspname FROM pg_catalog.pg_namespace"
+# Where the role may not create: the database (a new schema), and the target's schemas.
+_CREATE_PRIVILEGES = """
+SELECT pg_catalog.has_database_privilege(pg_catalog.current_database(), 'CREATE'),
+       ARRAY(SELECT nspname FROM pg_catalog.pg_namespace
+                         WHERE NOT pg_catalog.has_schema_privilege(oid, 'CREATE'))
+"""
+# Entries whose CREATE needs the CREATE privilege on their schema. (An index, a key,
+# a trigger or a policy needs only the table's ownership; a comment or grant, the
+# object's.)
+_CREATES_IN_SCHEMA = {
+    "AGGREGATE", "COLLATION", "CONVERSION", "DOMAIN", "FOREIGN TABLE", "FUNCTION",
+    "MATERIALIZED VIEW", "OPERATOR", "OPERATOR CLASS", "OPERATOR FAMILY", "PROCEDURE",
+    "SEQUENCE", "SHELL TYPE", "TABLE", "TEXT SEARCH CONFIGURATION", "TEXT SEARCH DICTIONARY",
+    "TEXT SEARCH PARSER", "TEXT SEARCH TEMPLATE", "TYPE", "VIEW",
+}  # fmt: skip
 _TABLESPACES = "SELECT spcname FROM pg_catalog.pg_tablespace"
 _COLLATIONS = """
 SELECT collname FROM pg_catalog.pg_collation
@@ -223,6 +239,9 @@ class _Target:
     collations: set[str]  # of pg_catalog, for the database's encoding
     encoding: str
     connections: connection_budget.ConnectionBudget
+    role: str
+    may_create_schemas: bool  # CREATE on the database
+    closed_schemas: set[str]  # no CREATE for the role
 
 
 class _Stop:
@@ -345,6 +364,7 @@ class _Restore:
         scope = self.scope(toc.read(self.pg_restore, schema_file, self.env), found)
         # Every check before the first change: roles, then owners (roles it will create
         # are not there yet, and it joins them), then the roles are created.
+        self.check_privileges(scope, found)
         wanted = self.wanted_roles()
         if not self.request.no_owner:
             self.check_owners(schema_file, scope)
@@ -513,6 +533,32 @@ class _Restore:
         if found.database is None:
             return None
         return database_properties.apply(self.target, found.database, owners=not request.no_owner)
+
+    def check_privileges(self, scope: _Scope, found: _Target) -> None:
+        """Before anything changes: may the role create the schemas and the objects?
+
+        Else pre-data stops at the first CREATE it may not run, with what came
+        before it restored: on PostgreSQL 15 and later, a role that does not own
+        the target database may not create in its schema public unless granted.
+        """
+        entries, clean = scope.schema_entries, self.request.clean
+        schemas = [e for e in entries if e.kind == "SCHEMA"]
+        existing = {s for s in found.schemas if any(e.names("-", s) for e in schemas)}
+        denied = []
+        if not found.may_create_schemas and (len(existing) < len(schemas) or (clean and schemas)):
+            denied.append(f"CREATE ON DATABASE {_quoted(found.dbname)}")
+        # With --clean, the schemas the backup holds are dropped and created again: its own.
+        for schema in sorted(found.closed_schemas - (existing if clean else set())):
+            if any(e.kind in _CREATES_IN_SCHEMA and e.in_schema(schema) for e in entries):
+                denied.append(f"CREATE ON SCHEMA {_quoted(schema)}")
+        if denied:
+            raise TargetPermissionError(
+                f"role {found.role!r} may not create what the restore of "
+                f"{self.manifest.dump_key} creates in {found.dbname} on "
+                f"{self.target.describe()}: it lacks {', '.join(denied)}; nothing was restored",
+                hint=f"restore as the database's owner or a superuser, or have its owner run "
+                f"GRANT {'; GRANT '.join(denied)} TO {_quoted(found.role)}",
+            )
 
     def check_owners(self, schema_file: Path, scope: _Scope) -> None:
         """Before anything changes: may the role give every object to its owner?
@@ -815,6 +861,10 @@ class _Restore:
         return f"{names[archive]} of {self.manifest.database}"
 
 
+def _quoted(name: str) -> str:
+    return sql.Identifier(name).as_string()
+
+
 def _exists(conn: psycopg.Connection, part: TablePart) -> bool:
     name = sql.Identifier(part.schema_name, part.table).as_string(conn)
     row = conn.execute("SELECT pg_catalog.to_regclass(%s) IS NOT NULL", [name]).fetchone()
@@ -914,6 +964,7 @@ def inspect(target: ConnectionInfo) -> _Target:
             refuse_read_only(conn, target.describe())
             connections = connection_budget.measure(conn, closing=True)
             count = conn.execute(USER_RELATIONS).fetchone()
+            may_create_schemas, closed_schemas = conn.execute(_CREATE_PRIVILEGES).fetchone()
         except psycopg.Error as exc:
             raise DatabaseError(
                 f"cannot inspect the target database {conn.info.dbname} on "
@@ -931,6 +982,9 @@ def inspect(target: ConnectionInfo) -> _Target:
             collations=collations,
             encoding=encoding,
             connections=connections,
+            role=conn.info.user,
+            may_create_schemas=may_create_schemas,
+            closed_schemas=set(closed_schemas),
         )
 
 

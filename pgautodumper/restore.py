@@ -66,6 +66,7 @@ from pgautodumper.errors import (
     SuperuserRequiredError,
     TargetDiskFullError,
     TargetNotEmptyError,
+    TargetPermissionError,
     UsageError,
     redact,
 )
@@ -258,6 +259,9 @@ _SUPERUSER_ONLY = re.compile(
     r"|must be superuser to create (?P<what>subscriptions|text search \w+|an operator \w+)"
     r"|permission denied for language (?P<language>\w+)"
 )
+# CREATE in a schema or a database the role has no CREATE privilege on (PostgreSQL
+# names them unquoted: "permission denied for schema public").
+_CREATE_DENIED = re.compile(r"permission denied for (schema|database) (.+?)(?= \| |$)")
 _MISSING_TABLESPACE = re.compile(r'[Tt]ablespace "([^"]+)" does not exist')
 # A collation of pg_catalog the server lacks, or a CREATE COLLATION's locale.
 _MISSING_COLLATION = re.compile(
@@ -324,6 +328,16 @@ def named_cause(
             hint="restore as a superuser (on RDS and Aurora, the master user, where the service "
             "allows that object), or drop it from the source if nothing needs it; "
             + INCOMPLETE_TARGET,
+        )
+    if denied := _CREATE_DENIED.search(exc.message):
+        kind, name = denied.groups()
+        role = target.params.get("user") or "the restoring role"
+        privileges = "USAGE, CREATE" if kind == "schema" else "CREATE"
+        return TargetPermissionError(
+            f"the restoring role may not create objects in {kind} {name} on "
+            f"{target.describe()} ({exc.message})",
+            hint=f"restore as the database's owner or a superuser, or have the owner of {name} "
+            f"run GRANT {privileges} ON {kind.upper()} {name} TO {role}; then " + INCOMPLETE_TARGET,
         )
     if member := _NOT_MEMBER.search(exc.message):
         return OwnershipError(

@@ -11,6 +11,7 @@ WARN verdict naming it and the tables it could not check.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -460,6 +461,22 @@ def test_the_options_of_a_membership_from_16_on_come_back(cli, pg18, bucket):
                   f" DROP ROLE IF EXISTS {group}")  # fmt: skip
 
 
+@contextlib.contextmanager
+def plain_role_target(
+    pg: ThrowawayPostgres, make_database, role: str, *, owns: bool
+) -> Iterator[tuple[str, str]]:
+    """An empty database and a login role that is not a superuser (its owner, or not)."""
+    dbname = make_database().rsplit("/", 1)[1]
+    pg.psql(f"CREATE ROLE {role} LOGIN PASSWORD '{BACKUP_PASSWORD}'")
+    try:
+        if owns:
+            pg.psql(f'ALTER DATABASE "{dbname}" OWNER TO {role}')
+        yield dbname, pg.url(role, BACKUP_PASSWORD, dbname)
+    finally:
+        pg.psql(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+        pg.psql(f"DROP ROLE IF EXISTS {role}")
+
+
 @pytest.mark.parametrize("backup_format", ["2", "1"])
 def test_an_object_only_a_superuser_may_create_is_named(
     cli, pg, make_database, bucket, backup_format
@@ -475,16 +492,47 @@ def test_an_object_only_a_superuser_may_create_is_named(
     )
     manifest = backup(cli, url, bucket, "--format", backup_format)
     owner = f"plain_owner_{SUFFIX}_{backup_format}"
-    dbname = make_database().rsplit("/", 1)[1]
-    pg.psql(f"CREATE ROLE {owner} LOGIN PASSWORD '{BACKUP_PASSWORD}'")
-    try:
-        pg.psql(f'ALTER DATABASE "{dbname}" OWNER TO {owner}')
-        target = pg.url(owner, BACKUP_PASSWORD, dbname)
+    with plain_role_target(pg, make_database, owner, owns=True) as (_, target):
         result = cli("restore", "--bucket", bucket, "--key", manifest["dump_key"],
                      "--no-owner", "--database-url", target)  # fmt: skip
         assert result.returncode == 8, result.stderr
         assert "only a superuser may create event trigger 'audit_ddl'" in result.stderr
         assert "restore as a superuser" in result.stderr and "Traceback" not in result.stderr
-    finally:
-        pg.psql(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
-        pg.psql(f"DROP ROLE IF EXISTS {owner}")
+
+
+@pytest.mark.parametrize("backup_format", ["2", "1"])
+def test_a_restorer_that_may_not_create_in_the_target_is_told_which_grant(
+    cli, pg, make_database, bucket, backup_format
+):
+    """From PostgreSQL 15, only the database's owner may create in its schema public: a
+    role that does not own the target gets, before anything changes (format 2), or as
+    the cause of pg_restore's failure (format 1), the grants it lacks."""
+    url = make_database(
+        "CREATE SCHEMA app; CREATE TABLE app.u (id int); CREATE TABLE t (id int);"
+        "INSERT INTO t SELECT generate_series(1, 100);"
+    )
+    manifest = backup(cli, url, bucket, "--format", backup_format)
+    stranger = f"stranger_{SUFFIX}_{backup_format}"
+    with plain_role_target(pg, make_database, stranger, owns=False) as (dbname, target):
+        restore = ("restore", "--bucket", bucket, "--key", manifest["dump_key"], "--no-owner",
+                   "--database-url", target)  # fmt: skip
+        result = cli(*restore)
+
+        assert result.returncode == 9, result.stderr
+        assert "Traceback" not in result.stderr
+        if backup_format == "2":
+            assert f"role '{stranger}' may not create" in result.stderr
+            grants = f'GRANT CREATE ON DATABASE "{dbname}"; GRANT CREATE ON SCHEMA "public" TO'
+            assert grants in result.stderr
+            assert "nothing was restored" in result.stderr
+            assert pg.psql("SELECT count(*) FROM pg_namespace WHERE nspname = 'app'",
+                           dbname=dbname).strip() == "0"  # fmt: skip
+        else:
+            assert f"may not create objects in database {dbname}" in result.stderr
+            assert f"GRANT CREATE ON DATABASE {dbname} TO {stranger}" in result.stderr
+
+        pg.psql(f'GRANT CREATE ON DATABASE "{dbname}" TO {stranger}')
+        pg.psql(f"GRANT CREATE ON SCHEMA public TO {stranger}", dbname=dbname)
+        again = cli(*restore)
+        assert again.returncode == 0, again.stderr
+        assert pg.psql("SELECT count(*) FROM t", dbname=dbname).strip() == "100"
