@@ -19,7 +19,7 @@ code, documented in the README.
     │   ├── DatabasePermissionError        exit 13  the role cannot read some objects
     │   │   ├── PreflightPermissionError   exit 13  ... names every unreadable object
     │   │   ├── RowSecurityError           exit 17  row-level security would hide rows from it
-    │   │   └── TargetPermissionError      exit 9   the restorer may not create where it must
+    │   │   └── TargetPermissionError      exit 9   the restorer may not create or drop what it must
     │   ├── TargetNotEmptyError            exit 14  restore target holds objects, no --clean
     │   ├── LockTimeoutError               exit 15  a lock stayed held past the lock wait
     │   ├── MissingRolesError              exit 16  the restore target lacks roles the backup needs
@@ -210,7 +210,8 @@ class RowSecurityError(DatabasePermissionError):
 class TargetPermissionError(DatabasePermissionError):
     """The restoring role may not create objects where the backup puts them: in the
     database (new schemas) or in a schema of the target (on PostgreSQL 15 and later only
-    the database's owner may create in ``public`` unless granted). Exit 9, beside 8: the
+    the database's owner may create in ``public`` unless granted); or, with --clean, may
+    not drop an object of the target that another role owns. Exit 9, beside 8: the
     database family's codes (10-29) are all taken."""
 
     exit_code = 9

@@ -628,12 +628,11 @@ class _Restore:
             psql.stdin.write(script)
             psql.stdin.close()
         if psql.wait() != 0:
-            nothing = "nothing was dropped; " if self.request.partial else ""
+            nothing = " (nothing was dropped)" if self.request.partial else ""
             raise RestoreFailedError(
                 f"restore of {self.manifest.dump_key} into {self.dbname}: dropping the "
-                f"objects to replace failed: {psql.failure()}",
-                hint=f"{nothing}drop what depends on them (named above), or restore into an "
-                "empty database",
+                f"objects to replace failed{nothing}: {psql.failure()}",
+                hint="drop what depends on them (named above), or restore into an empty database",
             )
 
     def pg_restore_file(

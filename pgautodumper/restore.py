@@ -262,6 +262,8 @@ _SUPERUSER_ONLY = re.compile(
 # CREATE in a schema or a database the role has no CREATE privilege on (PostgreSQL
 # names them unquoted: "permission denied for schema public").
 _CREATE_DENIED = re.compile(r"permission denied for (schema|database) (.+?)(?= \| |$)")
+# A DROP (--clean) or an ALTER of an object another role owns in the target.
+_NOT_OWNER = re.compile(r"must be owner of (.+?)(?= \| |$)")
 _MISSING_TABLESPACE = re.compile(r'[Tt]ablespace "([^"]+)" does not exist')
 # A collation of pg_catalog the server lacks, or a CREATE COLLATION's locale.
 _MISSING_COLLATION = re.compile(
@@ -338,6 +340,13 @@ def named_cause(
             f"{target.describe()} ({exc.message})",
             hint=f"restore as the database's owner or a superuser, or have the owner of {name} "
             f"run GRANT {privileges} ON {kind.upper()} {name} TO {role}; then " + INCOMPLETE_TARGET,
+        )
+    if owned := _NOT_OWNER.search(exc.message):
+        return TargetPermissionError(
+            f"the restoring role may not drop or change {owned[1]} on {target.describe()}: "
+            f"only its owner or a superuser may ({exc.message})",
+            hint=f"restore as the owner of {owned[1]} or a superuser, or have its owner drop it "
+            f"first; then " + INCOMPLETE_TARGET,
         )
     if member := _NOT_MEMBER.search(exc.message):
         return OwnershipError(

@@ -536,3 +536,29 @@ def test_a_restorer_that_may_not_create_in_the_target_is_told_which_grant(
         again = cli(*restore)
         assert again.returncode == 0, again.stderr
         assert pg.psql("SELECT count(*) FROM t", dbname=dbname).strip() == "100"
+
+
+@pytest.mark.parametrize("backup_format", ["2", "1"])
+def test_clean_over_a_table_another_role_owns_names_the_owner_it_needs(
+    cli, pg, make_database, bucket, backup_format
+):
+    """The database's owner, not a superuser, restores with --clean over a table that
+    the bootstrap superuser created there: the drop it may not run is named as such,
+    not as a dependency to remove. (As the owner of schema public it may drop the
+    table, but not ALTER it: dropping its primary key first needs the table's owner.)"""
+    url = make_database(
+        "CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t SELECT generate_series(1, 10);"
+    )
+    manifest = backup(cli, url, bucket, "--format", backup_format)
+    owner = f"clean_owner_{SUFFIX}_{backup_format}"
+    with plain_role_target(pg, make_database, owner, owns=True) as (dbname, target):
+        pg.psql("CREATE TABLE t (kept int); INSERT INTO t VALUES (1)", dbname=dbname)
+
+        result = cli("restore", "--bucket", bucket, "--key", manifest["dump_key"],
+                     "--clean", "--no-owner", "--database-url", target)  # fmt: skip
+
+        assert result.returncode == 9, result.stderr
+        assert "may not drop or change table t" in result.stderr
+        assert "restore as the owner of table t or a superuser" in result.stderr
+        assert "Traceback" not in result.stderr
+        assert pg.psql("SELECT kept FROM t", dbname=dbname).strip() == "1"
