@@ -132,11 +132,16 @@ SELECT pg_catalog.count(*) FROM pg_catalog.pg_class c
                       AND d.objid = c.oid AND d.deptype = 'e')
 """
 _SCHEMAS = "SELECT nspname FROM pg_catalog.pg_namespace"
-# Where the role may not create: the database (a new schema), and the target's schemas.
+# Where the role may not create: the database (a new schema or extension), and the
+# target's schemas; and the extensions already there (CREATE EXTENSION IF NOT EXISTS
+# skips them before it checks a privilege).
 _CREATE_PRIVILEGES = """
 SELECT pg_catalog.has_database_privilege(pg_catalog.current_database(), 'CREATE'),
        ARRAY(SELECT nspname FROM pg_catalog.pg_namespace
-                         WHERE NOT pg_catalog.has_schema_privilege(oid, 'CREATE'))
+              WHERE NOT pg_catalog.has_schema_privilege(oid, 'CREATE')),
+       ARRAY(SELECT extname FROM pg_catalog.pg_extension),
+       ARRAY(SELECT extname FROM pg_catalog.pg_extension
+              WHERE NOT pg_catalog.pg_has_role(extowner, 'USAGE'))
 """
 # Entries whose CREATE needs the CREATE privilege on their schema. (An index, a key,
 # a trigger or a policy needs only the table's ownership; a comment or grant, the
@@ -240,8 +245,10 @@ class _Target:
     encoding: str
     connections: connection_budget.ConnectionBudget
     role: str
-    may_create_schemas: bool  # CREATE on the database
+    may_create_schemas: bool  # CREATE on the database: schemas, extensions
     closed_schemas: set[str]  # no CREATE for the role
+    installed_extensions: set[str]
+    foreign_extensions: set[str]  # installed, owned by a role the restorer is not
 
 
 class _Stop:
@@ -493,7 +500,11 @@ class _Restore:
     def scope(self, schema_toc: list[toc.Entry], found: _Target) -> _Scope:
         """Everything, or the named tables' entries and parts (refused if they exist)."""
         if not self.request.partial:
-            return _Scope(parts=list(self.manifest.parts), schema_entries=schema_toc)
+            kept = _without_foreign_extension_comments(schema_toc, found.foreign_extensions)
+            if len(kept) == len(schema_toc):
+                return _Scope(parts=list(self.manifest.parts), schema_entries=schema_toc)
+            listed = toc.write_list(self.workdir / "schema.list", kept)
+            return _Scope(parts=list(self.manifest.parts), schema_entries=kept, schema_list=listed)
         choice = selection.select(
             self.manifest, schema_toc,
             tables=self.request.tables, schemas=self.request.schemas,
@@ -544,8 +555,14 @@ class _Restore:
         entries, clean = scope.schema_entries, self.request.clean
         schemas = [e for e in entries if e.kind == "SCHEMA"]
         existing = {s for s in found.schemas if any(e.names("-", s) for e in schemas)}
+        new_extensions = [
+            e for e in entries
+            if e.kind == "EXTENSION"
+            and not any(e.names("-", name) for name in found.installed_extensions)
+        ]  # fmt: skip
+        new_schemas = len(existing) < len(schemas) or (clean and schemas)
         denied = []
-        if not found.may_create_schemas and (len(existing) < len(schemas) or (clean and schemas)):
+        if not found.may_create_schemas and (new_schemas or new_extensions):
             denied.append(f"CREATE ON DATABASE {_quoted(found.dbname)}")
         # With --clean, the schemas the backup holds are dropped and created again: its own.
         for schema in sorted(found.closed_schemas - (existing if clean else set())):
@@ -860,6 +877,24 @@ class _Restore:
         return f"{names[archive]} of {self.manifest.database}"
 
 
+def _without_foreign_extension_comments(
+    entries: list[toc.Entry], foreign: set[str]
+) -> list[toc.Entry]:
+    """The entries but the COMMENT ON EXTENSION of extensions the target already has
+    under another owner: the advice for a restoring role that may not create one is to
+    have a superuser create it first, and then only its owner may comment on it ("must
+    be owner of extension"). CREATE EXTENSION gave it its control file's comment."""
+    skipped = {
+        e.dump_id for e in entries
+        if e.kind == "COMMENT" and any(e.names("-", f"EXTENSION {name}") for name in foreign)
+    }  # fmt: skip
+    for entry in entries:
+        if entry.dump_id in skipped:
+            log.info("left out %s: the extension exists in the target under another owner",
+                     entry.line.split(" ", 3)[-1].strip())  # fmt: skip
+    return [e for e in entries if e.dump_id not in skipped]
+
+
 def _quoted(name: str) -> str:
     return sql.Identifier(name).as_string()
 
@@ -963,7 +998,9 @@ def inspect(target: ConnectionInfo) -> _Target:
             refuse_read_only(conn, target.describe())
             connections = connection_budget.measure(conn, closing=True)
             count = conn.execute(USER_RELATIONS).fetchone()
-            may_create_schemas, closed_schemas = conn.execute(_CREATE_PRIVILEGES).fetchone()
+            may_create_schemas, closed_schemas, installed, foreign = conn.execute(
+                _CREATE_PRIVILEGES
+            ).fetchone()
         except psycopg.Error as exc:
             raise DatabaseError(
                 f"cannot inspect the target database {conn.info.dbname} on "
@@ -984,6 +1021,8 @@ def inspect(target: ConnectionInfo) -> _Target:
             role=conn.info.user,
             may_create_schemas=may_create_schemas,
             closed_schemas=set(closed_schemas),
+            installed_extensions=set(installed),
+            foreign_extensions=set(foreign),
         )
 
 

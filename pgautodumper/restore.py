@@ -342,11 +342,16 @@ def named_cause(
             f"run GRANT {privileges} ON {kind.upper()} {name} TO {role}; then " + INCOMPLETE_TARGET,
         )
     if owned := _NOT_OWNER.search(exc.message):
+        remedy = "have its owner drop it first"
+        if owned[1].startswith("extension "):
+            # Created ahead by a superuser, as MissingExtensionsError advises: pg_restore
+            # then fails on the backup's COMMENT ON EXTENSION (format 2 leaves it out).
+            remedy = "take a format-2 backup, whose restore leaves that comment out"
         return TargetPermissionError(
             f"the restoring role may not drop or change {owned[1]} on {target.describe()}: "
             f"only its owner or a superuser may ({exc.message})",
-            hint=f"restore as the owner of {owned[1]} or a superuser, or have its owner drop it "
-            f"first; then " + INCOMPLETE_TARGET,
+            hint=f"restore as the owner of {owned[1]} or a superuser, or {remedy}; then "
+            + INCOMPLETE_TARGET,
         )
     if member := _NOT_MEMBER.search(exc.message):
         return OwnershipError(
