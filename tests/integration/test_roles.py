@@ -477,6 +477,11 @@ def plain_role_target(
         pg.psql(f"DROP ROLE IF EXISTS {role}")
 
 
+def backup_of(cli, make_database, bucket: str, sql: str, backup_format: str = "2") -> dict:
+    """The manifest of a backup of a fresh database that ``sql`` fills."""
+    return backup(cli, make_database(sql), bucket, "--format", backup_format)
+
+
 @pytest.mark.parametrize("backup_format", ["2", "1"])
 def test_an_object_only_a_superuser_may_create_is_named(
     cli, pg, make_database, bucket, backup_format
@@ -484,13 +489,14 @@ def test_an_object_only_a_superuser_may_create_is_named(
     """A database owner restoring with --no-owner gets every table, but not the source's
     event trigger: the failure names the object and the superuser it needs, and does not
     send anyone to restore again into an empty database as if that could help."""
-    url = make_database(
+    manifest = backup_of(
+        cli, make_database, bucket,
         "CREATE TABLE t (id int); INSERT INTO t SELECT generate_series(1, 100);"
         "CREATE FUNCTION audit_ddl() RETURNS event_trigger LANGUAGE plpgsql"
         " AS $$ BEGIN END $$;"
-        "CREATE EVENT TRIGGER audit_ddl ON ddl_command_end EXECUTE FUNCTION audit_ddl();"
-    )
-    manifest = backup(cli, url, bucket, "--format", backup_format)
+        "CREATE EVENT TRIGGER audit_ddl ON ddl_command_end EXECUTE FUNCTION audit_ddl();",
+        backup_format,
+    )  # fmt: skip
     owner = f"plain_owner_{SUFFIX}_{backup_format}"
     with plain_role_target(pg, make_database, owner, owns=True) as (_, target):
         result = cli("restore", "--bucket", bucket, "--key", manifest["dump_key"],
@@ -507,11 +513,12 @@ def test_a_restorer_that_may_not_create_in_the_target_is_told_which_grant(
     """From PostgreSQL 15, only the database's owner may create in its schema public: a
     role that does not own the target gets, before anything changes (format 2), or as
     the cause of pg_restore's failure (format 1), the grants it lacks."""
-    url = make_database(
+    manifest = backup_of(
+        cli, make_database, bucket,
         "CREATE SCHEMA app; CREATE TABLE app.u (id int); CREATE TABLE t (id int);"
-        "INSERT INTO t SELECT generate_series(1, 100);"
-    )
-    manifest = backup(cli, url, bucket, "--format", backup_format)
+        "INSERT INTO t SELECT generate_series(1, 100);",
+        backup_format,
+    )  # fmt: skip
     stranger = f"stranger_{SUFFIX}_{backup_format}"
     with plain_role_target(pg, make_database, stranger, owns=False) as (dbname, target):
         restore = ("restore", "--bucket", bucket, "--key", manifest["dump_key"], "--no-owner",
@@ -546,10 +553,11 @@ def test_clean_over_a_table_another_role_owns_names_the_owner_it_needs(
     the bootstrap superuser created there: the drop it may not run is named as such,
     not as a dependency to remove. (As the owner of schema public it may drop the
     table, but not ALTER it: dropping its primary key first needs the table's owner.)"""
-    url = make_database(
-        "CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t SELECT generate_series(1, 10);"
-    )
-    manifest = backup(cli, url, bucket, "--format", backup_format)
+    manifest = backup_of(
+        cli, make_database, bucket,
+        "CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t SELECT generate_series(1, 10);",
+        backup_format,
+    )  # fmt: skip
     owner = f"clean_owner_{SUFFIX}_{backup_format}"
     with plain_role_target(pg, make_database, owner, owns=True) as (dbname, target):
         pg.psql("CREATE TABLE t (kept int); INSERT INTO t VALUES (1)", dbname=dbname)
@@ -573,11 +581,12 @@ def test_an_extension_a_superuser_created_first_restores_for_the_database_owner(
     the backup's COMMENT ON EXTENSION, which the restore leaves out (CREATE EXTENSION
     gave the comment already); the database's owner also needs no CREATE on it then.
     pg_restore of a format-1 backup cannot leave it out: that failure is named."""
-    url = make_database(
+    manifest = backup_of(
+        cli, make_database, bucket,
         "CREATE EXTENSION citext; CREATE TABLE t (id int PRIMARY KEY, c citext);"
-        "INSERT INTO t SELECT g, 'Ab' || g FROM generate_series(1, 100) g;"
-    )
-    manifest = backup(cli, url, bucket, "--format", backup_format)
+        "INSERT INTO t SELECT g, 'Ab' || g FROM generate_series(1, 100) g;",
+        backup_format,
+    )  # fmt: skip
     owner = f"ext_owner_{SUFFIX}_{backup_format}"
     with plain_role_target(pg, make_database, owner, owns=True) as (dbname, target):
         pg.psql(f'REVOKE CREATE ON DATABASE "{dbname}" FROM {owner}')
