@@ -5,6 +5,9 @@
        [--clean]        the DROPs pg_restore --clean would run, pre- and post-data
                         together (foreign keys before the tables they reference),
                         through psql: in one transaction for a partial restore
+       [schemas]        the schemas and their grants first, when the backup has grants on
+                        schemas (a role that is not a superuser gives objects only to
+                        roles that may create in their schema)
        pre-data         pg_restore --section=pre-data FILE: types, tables, sequences
     2. in parallel      remaining-data archive: S3 → sha256 + size → zstd →
                           pg_restore --section=data (stdin), the last chunk held back
@@ -393,7 +396,7 @@ class _Restore:
         if self.request.clean:
             self.drop(schema_file, scope.schema_list)
         started = time.monotonic()
-        self.pg_restore_file(schema_file, "pre-data", scope.schema_list)
+        self.pg_restore_file(schema_file, "pre-data", self.schemas_first(schema_file, scope))
         defined = time.monotonic()
         early = {}
         if self.build_early:
@@ -652,8 +655,30 @@ class _Restore:
                 hint="drop what depends on them (named above), or restore into an empty database",
             )
 
+    def schemas_first(self, schema_file: Path, scope: _Scope) -> Path | None:
+        """The schemas and their grants, in a run of their own; the -L list for the rest
+        of pre-data.
+
+        pg_restore grants last (ACL entries close the TOC), but a role that is not a
+        superuser may give an object only to a role that may create it in its schema
+        (ALTER ... OWNER TO): the source's GRANT CREATE ON SCHEMA to the roles that
+        own objects there must come before the objects, else pre-data stops at the
+        first one ("permission denied for schema"). The later runs grant again, alike.
+        """
+        entries = scope.schema_entries
+        first = [
+            e for e in entries
+            if e.kind == "SCHEMA" or (e.kind == "ACL" and e.rest.startswith("- SCHEMA "))
+        ]  # fmt: skip
+        if self.request.no_owner or not any(e.kind == "ACL" for e in first):
+            return scope.schema_list
+        listed = toc.write_list(self.workdir / "schemas.list", first)
+        self.pg_restore_file(schema_file, None, listed, what="schemas and their grants")
+        rest = [e for e in entries if e.kind != "SCHEMA"]
+        return toc.write_list(self.workdir / "pre-data.list", rest)
+
     def pg_restore_file(
-        self, archive: Path, section: str, selected: Path | None, *, jobs: int = 1,
+        self, archive: Path, section: str | None, selected: Path | None, *, jobs: int = 1,
         stop: _Stop | None = None, what: str = "",
     ) -> None:  # fmt: skip
         argv = self._argv(section, selected)
@@ -863,11 +888,12 @@ class _Restore:
 
     # -- helpers -----------------------------------------------------------------
 
-    def _argv(self, section: str, selected: Path | None) -> list[str]:
+    def _argv(self, section: str | None, selected: Path | None) -> list[str]:
         argv = [self.pg_restore, "-w", f"--dbname={self.dbname}"]
         if not self.request.tolerant:
             argv.append("--exit-on-error")
-        argv.append(f"--section={section}")
+        if section is not None:
+            argv.append(f"--section={section}")
         if selected is not None:
             argv.append(f"--use-list={selected}")
         return [*argv, *self.request.leave_out_flags]

@@ -30,7 +30,7 @@ import psycopg
 import zstandard
 from pydantic import BaseModel, Field
 
-from pgautodumper import catalog, layout, lock_watch
+from pgautodumper import catalog, layout, lock_watch, toc
 from pgautodumper.checked import listed_object
 from pgautodumper.child import ToolProcess
 from pgautodumper.connection import (
@@ -262,6 +262,12 @@ _SUPERUSER_ONLY = re.compile(
 # CREATE in a schema or a database the role has no CREATE privilege on (PostgreSQL
 # names them unquoted: "permission denied for schema public").
 _CREATE_DENIED = re.compile(r"permission denied for (schema|database) (.+?)(?= \| |$)")
+# The statement that met it, when it gives an object to another role: then that role, not
+# the restoring one, lacks CREATE on the schema (ALTER ... OWNER TO needs the new owner to
+# have it, unless a superuser runs it).
+_OWNER_CHANGE = re.compile(
+    r'Command was: ALTER (?P<what>.+?) OWNER TO (?P<role>"(?:[^"]|"")+"|[^\s;"]+);'
+)
 # A DROP (--clean) or an ALTER of an object another role owns in the target.
 _NOT_OWNER = re.compile(r"must be owner of (.+?)(?= \| |$)")
 _MISSING_TABLESPACE = re.compile(r'[Tt]ablespace "([^"]+)" does not exist')
@@ -333,6 +339,16 @@ def named_cause(
         )
     if denied := _CREATE_DENIED.search(exc.message):
         kind, name = denied.groups()
+        if kind == "schema" and (change := _OWNER_CHANGE.search(exc.message)):
+            owner = toc.unquoted(change["role"])
+            return TargetPermissionError(
+                f"role {owner!r}, to which the backup gives {change['what']}, lacks CREATE on "
+                f"schema {name} in {target.describe()}: a role that is not a superuser may give "
+                f"an object only to a role that may create it there ({exc.message})",
+                hint=f"have the owner of schema {name} run GRANT CREATE ON SCHEMA {name} TO "
+                f"{change['role']}, then restore again into an empty "
+                "database; or restore as a superuser, or with --no-owner",
+            )
         role = target.params.get("user") or "the restoring role"
         privileges = "USAGE, CREATE" if kind == "schema" else "CREATE"
         return TargetPermissionError(

@@ -132,12 +132,12 @@ def owners(pg_restore: str, archive: Path, env: dict[str, str], selected: Path |
     default privileges for: a restoring role must be a member of each."""
     argv = ["-f", "-"] + (["-L", str(selected)] if selected is not None else [])
     script = _run(pg_restore, [*argv, str(archive)], env, what="listing the owners")
-    return {
-        name[1:-1].replace('""', '"') if name.startswith('"') else name
-        for match in _OWNERS.finditer(script)
-        for name in match.groups()
-        if name
-    }
+    return {unquoted(name) for match in _OWNERS.finditer(script) for name in match.groups() if name}
+
+
+def unquoted(identifier: str) -> str:
+    """A name as pg_dump writes it in SQL (quoted when it must be), as the catalog has it."""
+    return identifier[1:-1].replace('""', '"') if identifier.startswith('"') else identifier
 
 
 def drop_script(
