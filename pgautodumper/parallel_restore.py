@@ -5,9 +5,10 @@
        [--clean]        the DROPs pg_restore --clean would run, pre- and post-data
                         together (foreign keys before the tables they reference),
                         through psql: in one transaction for a partial restore
-       [schemas]        the schemas and their grants first, when the backup has grants on
-                        schemas (a role that is not a superuser gives objects only to
-                        roles that may create in their schema)
+       [schemas]        the schemas and their grants first, when a role that is not a
+                        superuser restores owners: it gives objects only to roles that
+                        may create in their schema (CREATE is lent for pre-data to the
+                        owners the source's grants leave without it: schema_grants.py)
        pre-data         pg_restore --section=pre-data FILE: types, tables, sequences
     2. in parallel      remaining-data archive: S3 → sha256 + size → zstd →
                           pg_restore --section=data (stdin), the last chunk held back
@@ -77,6 +78,7 @@ from pgautodumper import (
     loader,
     role_restore,
     roles,
+    schema_grants,
     selection,
     table_indexes,
     toc,
@@ -144,17 +146,9 @@ SELECT pg_catalog.has_database_privilege(pg_catalog.current_database(), 'CREATE'
               WHERE NOT pg_catalog.has_schema_privilege(oid, 'CREATE')),
        ARRAY(SELECT extname FROM pg_catalog.pg_extension),
        ARRAY(SELECT extname FROM pg_catalog.pg_extension
-              WHERE NOT pg_catalog.pg_has_role(extowner, 'USAGE'))
+              WHERE NOT pg_catalog.pg_has_role(extowner, 'USAGE')),
+       (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = CURRENT_USER)
 """
-# Entries whose CREATE needs the CREATE privilege on their schema. (An index, a key,
-# a trigger or a policy needs only the table's ownership; a comment or grant, the
-# object's.)
-_CREATES_IN_SCHEMA = {
-    "AGGREGATE", "COLLATION", "CONVERSION", "DOMAIN", "FOREIGN TABLE", "FUNCTION",
-    "MATERIALIZED VIEW", "OPERATOR", "OPERATOR CLASS", "OPERATOR FAMILY", "PROCEDURE",
-    "SEQUENCE", "SHELL TYPE", "TABLE", "TEXT SEARCH CONFIGURATION", "TEXT SEARCH DICTIONARY",
-    "TEXT SEARCH PARSER", "TEXT SEARCH TEMPLATE", "TYPE", "VIEW",
-}  # fmt: skip
 _TABLESPACES = "SELECT spcname FROM pg_catalog.pg_tablespace"
 _COLLATIONS = """
 SELECT collname FROM pg_catalog.pg_collation
@@ -252,6 +246,7 @@ class _Target:
     closed_schemas: set[str]  # no CREATE for the role
     installed_extensions: set[str]
     foreign_extensions: set[str]  # installed, owned by a role the restorer is not
+    superuser: bool
 
 
 class _Stop:
@@ -365,6 +360,8 @@ class _Restore:
         self.env: dict[str, str] = {}
         self.dbname = ""
         self.build_early = True  # a table's own indexes, as its last part commits
+        self.superuser = False  # the restoring role
+        self.owners: set[str] = set()  # the roles the restore gives objects to
 
     # -- the steps ---------------------------------------------------------------
 
@@ -396,7 +393,9 @@ class _Restore:
         if self.request.clean:
             self.drop(schema_file, scope.schema_list)
         started = time.monotonic()
-        self.pg_restore_file(schema_file, "pre-data", self.schemas_first(schema_file, scope))
+        pre_data = self.schemas_first(schema_file, scope)
+        with schema_grants.lent(self.target, scope.schema_entries, self.lend_to()):
+            self.pg_restore_file(schema_file, "pre-data", pre_data)
         defined = time.monotonic()
         early = {}
         if self.build_early:
@@ -446,6 +445,7 @@ class _Restore:
         warn_if_unlike(self.manifest.database_locale, found.encoding, self.target.describe())
         self.fit_jobs(found.connections)
         self.dbname = found.dbname
+        self.superuser = found.superuser
         self.env = self.target.libpq_env(settings=restore_settings(found.server_version_num))
         return found
 
@@ -569,7 +569,9 @@ class _Restore:
             denied.append(f"CREATE ON DATABASE {_quoted(found.dbname)}")
         # With --clean, the schemas the backup holds are dropped and created again: its own.
         for schema in sorted(found.closed_schemas - (existing if clean else set())):
-            if any(e.kind in _CREATES_IN_SCHEMA and e.in_schema(schema) for e in entries):
+            if any(
+                e.kind in schema_grants.CREATES_IN_SCHEMA and e.in_schema(schema) for e in entries
+            ):
                 denied.append(f"CREATE ON SCHEMA {_quoted(schema)}")
         if denied:
             raise TargetPermissionError(
@@ -594,6 +596,7 @@ class _Restore:
             for name in toc.owners(self.pg_restore, schema_file, self.env, scope.schema_list)
             if any(e.rest.endswith(" " + toc.printed(name)) for e in scope.schema_entries)
         }
+        self.owners = names
         with connect(self.target) as conn:
             refused = roles.not_assignable(conn, names)
             user = conn.info.user
@@ -655,6 +658,11 @@ class _Restore:
                 hint="drop what depends on them (named above), or restore into an empty database",
             )
 
+    def lend_to(self) -> set[str]:
+        """The owners that may need CREATE lent on their objects' schemas (schema_grants.py):
+        none when a superuser restores, or without owners."""
+        return set() if self.superuser or self.request.no_owner else self.owners
+
     def schemas_first(self, schema_file: Path, scope: _Scope) -> Path | None:
         """The schemas and their grants, in a run of their own; the -L list for the rest
         of pre-data.
@@ -664,13 +672,16 @@ class _Restore:
         (ALTER ... OWNER TO): the source's GRANT CREATE ON SCHEMA to the roles that
         own objects there must come before the objects, else pre-data stops at the
         first one ("permission denied for schema"). The later runs grant again, alike.
+        Run whenever a role that is not a superuser gives objects away: the schemas
+        must exist for schema_grants to lend CREATE on them where the source's grants
+        do not give it.
         """
         entries = scope.schema_entries
         first = [
             e for e in entries
             if e.kind == "SCHEMA" or (e.kind == "ACL" and e.rest.startswith("- SCHEMA "))
         ]  # fmt: skip
-        if self.request.no_owner or not any(e.kind == "ACL" for e in first):
+        if not self.lend_to() or not first:
             return scope.schema_list
         listed = toc.write_list(self.workdir / "schemas.list", first)
         self.pg_restore_file(schema_file, None, listed, what="schemas and their grants")
@@ -1024,7 +1035,7 @@ def inspect(target: ConnectionInfo) -> _Target:
             refuse_read_only(conn, target.describe())
             connections = connection_budget.measure(conn, closing=True)
             count = conn.execute(USER_RELATIONS).fetchone()
-            may_create_schemas, closed_schemas, installed, foreign = conn.execute(
+            may_create_schemas, closed_schemas, installed, foreign, superuser = conn.execute(
                 _CREATE_PRIVILEGES
             ).fetchone()
         except psycopg.Error as exc:
@@ -1049,6 +1060,7 @@ def inspect(target: ConnectionInfo) -> _Target:
             closed_schemas=set(closed_schemas),
             installed_extensions=set(installed),
             foreign_extensions=set(foreign),
+            superuser=bool(superuser),
         )
 
 

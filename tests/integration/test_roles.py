@@ -655,3 +655,37 @@ def test_roles_that_created_their_own_objects_get_them_back_from_a_restorer_not_
     finally:
         pg.psql(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
         pg.psql(f"DROP ROLE IF EXISTS {creator}; DROP ROLE IF EXISTS {schema_owner}")
+
+
+def test_objects_a_superuser_gave_away_come_back_and_the_lent_create_is_taken_back(
+    cli, pg, make_database, new_server, bucket
+):
+    """A superuser created the objects and gave them to a role never granted CREATE on
+    public (as PostgreSQL 15 no longer grants PUBLIC): the restoring role, not a
+    superuser, lends it CREATE there for the definitions, then takes it back."""
+    given = f"given_{SUFFIX}"
+    pg.psql(f"CREATE ROLE {given} NOLOGIN")
+    url = make_database(
+        f"CREATE TABLE a (id int PRIMARY KEY); ALTER TABLE a OWNER TO {given};"
+        "INSERT INTO a VALUES (1);"
+        f"CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1';"
+        f"ALTER FUNCTION f() OWNER TO {given};"
+    )
+    try:
+        backup(cli, url, bucket)
+        target = master_db(new_server)
+
+        result = cli("restore", "--bucket", bucket, "--latest", "--name", "roles",
+                     "--database-url", target, "--with-roles")  # fmt: skip
+
+        assert result.returncode == 0, result.stderr
+        assert f"lent CREATE on schema public to {given}" in result.stderr
+        assert privileges(target) == privileges(url)
+        public = "SELECT nspacl::text FROM pg_namespace WHERE nspname = 'public'"
+        with psycopg.connect(url) as source, psycopg.connect(target) as restored:
+            assert restored.execute(public).fetchall() == source.execute(public).fetchall()
+            owner = "SELECT pg_get_userbyid(proowner) FROM pg_proc WHERE proname = 'f'"
+            assert restored.execute(owner).fetchall() == [(given,)]
+    finally:
+        pg.psql(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
+        pg.psql(f"DROP ROLE IF EXISTS {given}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from pgautodumper import schema_grants
 from pgautodumper.errors import UsageError
 from pgautodumper.selection import parse_table
 from pgautodumper.toc import parse
@@ -73,3 +74,18 @@ def test_ambiguous_table_names_ask_for_quotes(spec, message):
     with pytest.raises(UsageError, match="quote the parts") as raised:
         parse_table(spec, KNOWN)
     assert message in raised.value.message
+
+
+def test_the_owners_to_lend_create_are_read_per_schema_from_the_toc():
+    entries = parse(
+        "10; 1259 1 TABLE public a app\n"
+        "11; 1259 2 TABLE a b c app\n"  # schema "a b", or table "b c" of schema "a"
+        "12; 1255 3 FUNCTION public f() my role\n"
+        "13; 0 0 ACL public a app\n"  # a grant gives nothing away
+        "14; 1259 4 INDEX public a_pkey other\n"  # an index has its table's owner
+    )
+    pairs = schema_grants.owners_by_schema(
+        entries, ["public", "a", "a b", "pg_catalog"], ["app", "my role", "role", "other"]
+    )
+    assert pairs == {("public", "app"), ("a", "app"), ("a b", "app"), ("public", "my role"),
+                     ("public", "role")}  # fmt: skip
