@@ -396,6 +396,12 @@ class _Restore:
         pre_data = self.schemas_first(schema_file, scope)
         with schema_grants.lent(self.target, scope.schema_entries, self.lend_to()):
             self.pg_restore_file(schema_file, "pre-data", pre_data)
+            return self.data_and_post_data(schema_file, scope, encoding, created, started)
+
+    def data_and_post_data(
+        self, schema_file: Path, scope: _Scope, encoding: str,
+        created: roles.CreatedRoles | None, started: float,
+    ) -> Outcome:  # fmt: skip
         defined = time.monotonic()
         early = {}
         if self.build_early:

@@ -661,15 +661,18 @@ def test_objects_a_superuser_gave_away_come_back_and_the_lent_create_is_taken_ba
     cli, pg, make_database, new_server, bucket
 ):
     """A superuser created the objects and gave them to a role never granted CREATE on
-    public (as PostgreSQL 15 no longer grants PUBLIC): the restoring role, not a
-    superuser, lends it CREATE there for the definitions, then takes it back."""
+    public (as PostgreSQL 15 no longer grants PUBLIC), and a publication, whose owner
+    needs CREATE on the database: the restoring role, not a superuser, lends it CREATE
+    there for the restore, then takes it back."""
     given = f"given_{SUFFIX}"
     pg.psql(f"CREATE ROLE {given} NOLOGIN")
     url = make_database(
-        f"CREATE TABLE a (id int PRIMARY KEY); ALTER TABLE a OWNER TO {given};"
+        f"CREATE TABLE a (id int PRIMARY KEY, b int); ALTER TABLE a OWNER TO {given};"
         "INSERT INTO a VALUES (1);"
-        f"CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1';"
+        "CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1';"
         f"ALTER FUNCTION f() OWNER TO {given};"
+        f"CREATE STATISTICS st ON id, b FROM a; ALTER STATISTICS st OWNER TO {given};"
+        f"CREATE PUBLICATION p FOR TABLE a; ALTER PUBLICATION p OWNER TO {given};"
     )
     try:
         backup(cli, url, bucket)
@@ -680,12 +683,17 @@ def test_objects_a_superuser_gave_away_come_back_and_the_lent_create_is_taken_ba
 
         assert result.returncode == 0, result.stderr
         assert f"lent CREATE on schema public to {given}" in result.stderr
+        assert f"lent CREATE on database {target.rsplit('/', 1)[1]} to {given}" in result.stderr
         assert privileges(target) == privileges(url)
         public = "SELECT nspacl::text FROM pg_namespace WHERE nspname = 'public'"
         with psycopg.connect(url) as source, psycopg.connect(target) as restored:
             assert restored.execute(public).fetchall() == source.execute(public).fetchall()
-            owner = "SELECT pg_get_userbyid(proowner) FROM pg_proc WHERE proname = 'f'"
-            assert restored.execute(owner).fetchall() == [(given,)]
+            owners = (
+                "SELECT pg_get_userbyid(proowner) FROM pg_proc WHERE proname = 'f' UNION ALL "
+                "SELECT pg_get_userbyid(stxowner) FROM pg_statistic_ext WHERE stxname = 'st' "
+                "UNION ALL SELECT pg_get_userbyid(pubowner) FROM pg_publication"
+            )
+            assert restored.execute(owners).fetchall() == [(given,)] * 3
     finally:
         pg.psql(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
         pg.psql(f"DROP ROLE IF EXISTS {given}")
