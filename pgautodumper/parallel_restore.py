@@ -7,8 +7,8 @@
                         through psql: in one transaction for a partial restore
        [schemas]        the schemas and their grants first, when a role that is not a
                         superuser restores owners: it gives objects only to roles that
-                        may create in their schema (CREATE is lent for pre-data to the
-                        owners the source's grants leave without it: schema_grants.py)
+                        may create in their schema (CREATE is lent for the restore to
+                        the owners the source's grants leave without it: schema_grants.py)
        pre-data         pg_restore --section=pre-data FILE: types, tables, sequences
     2. in parallel      remaining-data archive: S3 → sha256 + size → zstd →
                           pg_restore --section=data (stdin), the last chunk held back

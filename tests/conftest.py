@@ -151,6 +151,15 @@ SELECT g AS id, decode(string_agg(md5(random()::text || g || i), '' ORDER BY i),
 PART = 5 * 1024 * 1024
 
 
+# An event trigger that refuses every schema change, as a change-freeze guard would:
+# a restore into that database fails where no check foresees it and no cause names it.
+FROZEN_SCHEMA_SQL = (
+    "CREATE FUNCTION frozen_schema() RETURNS event_trigger LANGUAGE plpgsql AS "
+    "$$ BEGIN RAISE EXCEPTION 'schema changes are frozen'; END $$;"
+    "CREATE EVENT TRIGGER frozen_schema ON ddl_command_start EXECUTE FUNCTION frozen_schema();"
+)
+
+
 def create_database(server: ThrowawayPostgres, sql: str = "", *, name: str | None = None) -> str:
     """A fresh database on ``server``, optionally filled by SQL; its TCP URL for the backup
     role (which the server must have)."""

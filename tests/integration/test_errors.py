@@ -8,7 +8,7 @@ import secrets
 import boto3
 import pytest
 
-from tests.conftest import BACKUP_PASSWORD, BACKUP_ROLE
+from tests.conftest import BACKUP_PASSWORD, BACKUP_ROLE, FROZEN_SCHEMA_SQL
 
 
 def assert_one_line_error(result, code: int, *fragments: str) -> None:
@@ -253,8 +253,11 @@ def test_debug_shows_the_traceback(cli, bucket):
 
 
 def test_pg_restore_failure_is_reported_with_its_stderr(cli, pg, bucket, backed_up):
+    """A failure no check foresees and no cause names: the target's own event trigger
+    refuses DDL, as a change-freeze guard would."""
     pg.psql("DROP ROLE IF EXISTS restricted; CREATE ROLE restricted LOGIN PASSWORD 'restricted-pw'")
-    pg.psql('CREATE DATABASE "restricted_target" TEMPLATE template0')
+    pg.psql('CREATE DATABASE "restricted_target" OWNER restricted TEMPLATE template0')
+    pg.psql(FROZEN_SCHEMA_SQL, dbname="restricted_target")
     url = pg.url("restricted", "restricted-pw", "restricted_target")
     result = cli(
         "restore", "--bucket", bucket, "--key", backed_up["dump_key"], "--database-url", url,
@@ -264,7 +267,7 @@ def test_pg_restore_failure_is_reported_with_its_stderr(cli, pg, bucket, backed_
         result,
         22,
         "pg_restore exited with code 1",
-        "permission denied",
+        "schema changes are frozen",
         "treat the target database as incomplete",
     )
 
