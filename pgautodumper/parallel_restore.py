@@ -362,6 +362,7 @@ class _Restore:
         self.build_early = True  # a table's own indexes, as its last part commits
         self.superuser = False  # the restoring role
         self.owners: set[str] = set()  # the roles the restore gives objects to
+        self.joined: list[str] = []  # existing owners it joined to give them objects
 
     # -- the steps ---------------------------------------------------------------
 
@@ -376,15 +377,15 @@ class _Restore:
         if not self.request.no_owner:
             self.check_owners(schema_file, scope)
         created = None
-        if wanted is not None and not self.request.no_owner:  # check_owners may drop owners
-            created = role_restore.create(self.target, wanted)
         try:
+            if wanted is not None and not self.request.no_owner:  # check_owners may drop them
+                created = role_restore.create(self.target, wanted)
             outcome = self.restore(schema_file, scope, created)
             outcome.database_properties = self.apply_database_properties(wanted)
             return outcome
         finally:
-            if created is not None and created.assumed:
-                role_restore.leave(self.target, created.assumed)
+            if joined := self.joined + (created.assumed if created is not None else []):
+                role_restore.leave(self.target, joined)
 
     def restore(
         self, schema_file: Path, scope: _Scope, created: roles.CreatedRoles | None
@@ -603,10 +604,20 @@ class _Restore:
             if any(e.rest.endswith(" " + toc.printed(name)) for e in scope.schema_entries)
         }
         self.owners = names
-        with connect(self.target) as conn:
+        with connect(self.target, writable=True) as conn:
             refused = roles.not_assignable(conn, names)
             user = conn.info.user
+            # Roles it may grant itself (ADMIN): joined for the restore, left after it.
+            joined = roles.join(conn, refused)
+            refused = [name for name in refused if name not in joined]
+            if refused:  # nothing changes before every check passed
+                roles.leave(conn, joined)
+            else:
+                self.joined = joined
         if not refused:
+            if self.joined:
+                log.info("joined role(s) %s for the restore, to give them their objects",
+                         ", ".join(self.joined))  # fmt: skip
             return
         if self.request.owners_if_possible:
             log.warning(

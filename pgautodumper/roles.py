@@ -229,6 +229,20 @@ def not_assignable(conn: psycopg.Connection, names: Iterable[str]) -> list[str]:
     return [row[0] for row in conn.execute(_NOT_ASSIGNABLE, [sorted(names), mode]).fetchall()]
 
 
+def join(conn: psycopg.Connection, names: Iterable[str]) -> list[str]:
+    """Join the roles among ``names`` the connected role may grant itself (it holds ADMIN
+    on them, as a CREATEROLE role does on those it created from PostgreSQL 16; any role
+    but a superuser for CREATEROLE before): the ones joined, for :func:`leave`."""
+    joined = []
+    for name in names:
+        try:
+            conn.execute(sql.SQL("GRANT {} TO CURRENT_USER").format(sql.Identifier(name)))
+        except psycopg.Error:
+            continue
+        joined.append(name)
+    return joined
+
+
 def leave(conn: psycopg.Connection, assumed: Iterable[str]) -> None:
     """Undo :func:`create_missing`'s temporary memberships: the target ends as the source was."""
     for name in assumed:

@@ -697,3 +697,38 @@ def test_objects_a_superuser_gave_away_come_back_and_the_lent_create_is_taken_ba
     finally:
         pg.psql(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
         pg.psql(f"DROP ROLE IF EXISTS {given}")
+
+
+def test_a_restorer_joins_the_existing_roles_it_administers_then_leaves(
+    cli, pg, make_database, new_server, bucket
+):
+    """Into a server where the owners exist already, created by the restoring role (from
+    PostgreSQL 16 it holds ADMIN on them, not membership): it joins them to give them
+    their objects, and leaves them after, as it does for the roles it creates."""
+    existing = f"existing_{SUFFIX}"
+    pg.psql(f"CREATE ROLE {existing} NOLOGIN")
+    url = make_database(
+        f"GRANT CREATE ON SCHEMA public TO {existing};"
+        f"CREATE TABLE t (id int); ALTER TABLE t OWNER TO {existing};"
+    )
+    try:
+        backup(cli, url, bucket)
+        target = master_db(new_server)
+        with psycopg.connect(target, autocommit=True) as conn:
+            conn.execute(f"CREATE ROLE {existing} NOLOGIN")
+
+        result = cli("restore", "--bucket", bucket, "--latest", "--name", "roles",
+                     "--database-url", target)  # fmt: skip
+
+        assert result.returncode == 0, result.stderr
+        assert f"joined role(s) {existing} for the restore" in result.stderr
+        with psycopg.connect(new_server.admin_url) as conn:
+            mode = "SET" if conn.info.server_version >= 160000 else "MEMBER"
+            left = conn.execute("SELECT pg_has_role('master', %s, %s)", [existing, mode])
+            assert left.fetchone() == (False,), "it left the role it joined for the restore"
+        with psycopg.connect(target) as conn:
+            owner = conn.execute("SELECT tableowner FROM pg_tables WHERE tablename = 't'")
+            assert owner.fetchone() == (existing,)
+    finally:
+        pg.psql(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
+        pg.psql(f"DROP ROLE IF EXISTS {existing}")
