@@ -372,6 +372,7 @@ class _Restore:
         scope = self.scope(toc.read(self.pg_restore, schema_file, self.env), found)
         # Every check before the first change: roles, then owners (roles it will create
         # are not there yet, and it joins them), then the roles are created.
+        self.check_schemas(scope, found)
         self.check_privileges(scope, found)
         wanted = self.wanted_roles()
         if not self.request.no_owner:
@@ -555,6 +556,35 @@ class _Restore:
             return None
         return database_properties.apply(self.target, found.database, owners=not request.no_owner)
 
+    def check_schemas(self, scope: _Scope, found: _Target) -> None:
+        """Before anything changes: every schema the backup's objects go into is there, or
+        the backup creates it. (pg_dump never creates ``public``: a target whose public
+        schema was dropped would stop at the first table in it.) Schemas are matched by
+        the first word pg_restore prints of their name, so a name with a space never
+        raises a false alarm; nor one an extension the restore creates may make (pg_cron
+        makes cron): then pg_restore has the last word, as it does in a verify."""
+        if self.request.tolerant or _new_extensions(scope.schema_entries, found):
+            return
+        known = {toc.printed(s).split(" ")[0] for s in found.schemas}
+        known |= {e.rest.split(" ")[1] for e in scope.schema_entries if e.kind == "SCHEMA"}
+        missing = sorted(
+            {
+                e.rest.split(" ", 1)[0]
+                for e in scope.schema_entries
+                if e.kind in schema_grants.CREATES_IN_SCHEMA
+            }
+            - known
+        )
+        if missing:
+            raise RestoreFailedError(
+                f"the restore target {found.dbname} on {self.target.describe()} has no "
+                f"schema(s) {', '.join(missing)}, where the backup {self.manifest.dump_key} "
+                "puts objects, and the backup does not create them (pg_dump never creates "
+                "public); nothing was restored",
+                hint=f"create them first (CREATE SCHEMA {missing[0]}, as the database's owner), "
+                "then restore again",
+            )
+
     def check_privileges(self, scope: _Scope, found: _Target) -> None:
         """Before anything changes: may the role create the schemas and the objects?
 
@@ -565,14 +595,9 @@ class _Restore:
         entries, clean = scope.schema_entries, self.request.clean
         schemas = [e for e in entries if e.kind == "SCHEMA"]
         existing = {s for s in found.schemas if any(e.names("-", s) for e in schemas)}
-        new_extensions = [
-            e for e in entries
-            if e.kind == "EXTENSION"
-            and not any(e.names("-", name) for name in found.installed_extensions)
-        ]  # fmt: skip
         new_schemas = len(existing) < len(schemas) or (clean and schemas)
         denied = []
-        if not found.may_create_schemas and (new_schemas or new_extensions):
+        if not found.may_create_schemas and (new_schemas or _new_extensions(entries, found)):
             denied.append(f"CREATE ON DATABASE {_quoted(found.dbname)}")
         # With --clean, the schemas the backup holds are dropped and created again: its own.
         for schema in sorted(found.closed_schemas - (existing if clean else set())):
@@ -947,6 +972,16 @@ def _without_foreign_extension_comments(
             log.info("left out %s: the extension exists in the target under another owner",
                      entry.line.split(" ", 3)[-1].strip())  # fmt: skip
     return [e for e in entries if e.dump_id not in skipped]
+
+
+def _new_extensions(entries: list[toc.Entry], found: _Target) -> list[toc.Entry]:
+    """The backup's extensions the target does not have yet (CREATE EXTENSION IF NOT
+    EXISTS creates only those)."""
+    return [
+        e for e in entries
+        if e.kind == "EXTENSION"
+        and not any(e.names("-", name) for name in found.installed_extensions)
+    ]  # fmt: skip
 
 
 def _quoted(name: str) -> str:

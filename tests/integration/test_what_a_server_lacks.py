@@ -160,3 +160,25 @@ def test_a_collation_the_server_lacks_is_named_before_anything_changes(cli, pg, 
     assert verdict["unchecked_tables"] == ["public.named"]
     assert collation in verdict["reason"]
     assert {t["table"]: t["restored_rows"] for t in verdict["tables"]}["public.plain"] == 0
+
+
+def test_a_target_without_its_public_schema_is_named_before_anything_changes(
+    cli, make_database, bucket, pg
+):
+    """Hardened templates drop public; pg_dump never creates it, so pre-data would stop
+    at the first table there, after the backup's own schemas were made."""
+    source = make_database(
+        "CREATE SCHEMA app; CREATE TABLE app.a (id int); CREATE TABLE t (id int);"
+    )
+    manifest = _backup(cli, source, bucket)
+    target = make_database("DROP SCHEMA public;")
+    dbname = target.rsplit("/", 1)[1]
+
+    refused = cli("restore", "--bucket", bucket, "--key", manifest["dump_key"],
+                  "--database-url", target)  # fmt: skip
+
+    assert refused.returncode == 22, refused.stderr
+    assert "has no schema(s) public" in refused.stderr and "CREATE SCHEMA public" in refused.stderr
+    assert "nothing was restored" in refused.stderr and "Traceback" not in refused.stderr
+    assert pg.psql("SELECT count(*) FROM pg_namespace WHERE nspname = 'app'",
+                   dbname=dbname).strip() == "0"  # fmt: skip
