@@ -137,17 +137,19 @@ SELECT pg_catalog.count(*) FROM pg_catalog.pg_class c
                       AND d.objid = c.oid AND d.deptype = 'e')
 """
 _SCHEMAS = "SELECT nspname FROM pg_catalog.pg_namespace"
-# Where the role may not create: the database (a new schema or extension), and the
-# target's schemas; and the extensions already there (CREATE EXTENSION IF NOT EXISTS
-# skips them before it checks a privilege).
-_CREATE_PRIVILEGES = """
-SELECT pg_catalog.has_database_privilege(pg_catalog.current_database(), 'CREATE'),
-       ARRAY(SELECT nspname FROM pg_catalog.pg_namespace
-              WHERE NOT pg_catalog.has_schema_privilege(oid, 'CREATE')),
-       ARRAY(SELECT extname FROM pg_catalog.pg_extension),
+# The extensions already there (CREATE EXTENSION IF NOT EXISTS skips them before it
+# checks a privilege), those of another owner, and whether the role is a superuser.
+_EXTENSIONS_AND_ROLE = """
+SELECT ARRAY(SELECT extname FROM pg_catalog.pg_extension),
        ARRAY(SELECT extname FROM pg_catalog.pg_extension
               WHERE NOT pg_catalog.pg_has_role(extowner, 'USAGE')),
        (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = CURRENT_USER)
+"""
+# Where the role may not create: the database (a new schema or extension), the schemas.
+_CREATE_PRIVILEGES = """
+SELECT pg_catalog.has_database_privilege(pg_catalog.current_database(), 'CREATE'),
+       ARRAY(SELECT nspname FROM pg_catalog.pg_namespace
+              WHERE NOT pg_catalog.has_schema_privilege(oid, 'CREATE'))
 """
 _TABLESPACES = "SELECT spcname FROM pg_catalog.pg_tablespace"
 _COLLATIONS = """
@@ -242,8 +244,6 @@ class _Target:
     encoding: str
     connections: connection_budget.ConnectionBudget
     role: str
-    may_create_schemas: bool  # CREATE on the database: schemas, extensions
-    closed_schemas: set[str]  # no CREATE for the role
     installed_extensions: set[str]
     foreign_extensions: set[str]  # installed, owned by a role the restorer is not
     superuser: bool
@@ -371,14 +371,15 @@ class _Restore:
         schema_file = self.fetch_schema_archive()
         scope = self.scope(toc.read(self.pg_restore, schema_file, self.env), found)
         # Every check before the first change: roles, then owners (roles it will create
-        # are not there yet, and it joins them), then the roles are created.
+        # are not there yet; it joins the existing ones it may), then what it may create
+        # (as a member of a schema's owner too), then the roles are created.
         self.check_schemas(scope, found)
-        self.check_privileges(scope, found)
         wanted = self.wanted_roles()
         if not self.request.no_owner:
             self.check_owners(schema_file, scope)
         created = None
         try:
+            self.check_privileges(scope, found)
             if wanted is not None and not self.request.no_owner:  # check_owners may drop them
                 created = role_restore.create(self.target, wanted)
             outcome = self.restore(schema_file, scope, created)
@@ -596,11 +597,13 @@ class _Restore:
         schemas = [e for e in entries if e.kind == "SCHEMA"]
         existing = {s for s in found.schemas if any(e.names("-", s) for e in schemas)}
         new_schemas = len(existing) < len(schemas) or (clean and schemas)
+        with connect(self.target) as conn:  # now: the roles it joined count
+            may_create_schemas, closed = conn.execute(_CREATE_PRIVILEGES).fetchone()
         denied = []
-        if not found.may_create_schemas and (new_schemas or _new_extensions(entries, found)):
+        if not may_create_schemas and (new_schemas or _new_extensions(entries, found)):
             denied.append(f"CREATE ON DATABASE {_quoted(found.dbname)}")
         # With --clean, the schemas the backup holds are dropped and created again: its own.
-        for schema in sorted(found.closed_schemas - (existing if clean else set())):
+        for schema in sorted(set(closed) - (existing if clean else set())):
             if any(
                 e.kind in schema_grants.CREATES_IN_SCHEMA and e.in_schema(schema) for e in entries
             ):
@@ -1087,9 +1090,7 @@ def inspect(target: ConnectionInfo) -> _Target:
             refuse_read_only(conn, target.describe())
             connections = connection_budget.measure(conn, closing=True)
             count = conn.execute(USER_RELATIONS).fetchone()
-            may_create_schemas, closed_schemas, installed, foreign, superuser = conn.execute(
-                _CREATE_PRIVILEGES
-            ).fetchone()
+            installed, foreign, superuser = conn.execute(_EXTENSIONS_AND_ROLE).fetchone()
         except psycopg.Error as exc:
             raise DatabaseError(
                 f"cannot inspect the target database {conn.info.dbname} on "
@@ -1108,8 +1109,6 @@ def inspect(target: ConnectionInfo) -> _Target:
             encoding=encoding,
             connections=connections,
             role=conn.info.user,
-            may_create_schemas=may_create_schemas,
-            closed_schemas=set(closed_schemas),
             installed_extensions=set(installed),
             foreign_extensions=set(foreign),
             superuser=bool(superuser),

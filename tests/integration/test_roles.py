@@ -704,12 +704,15 @@ def test_a_restorer_joins_the_existing_roles_it_administers_then_leaves(
 ):
     """Into a server where the owners exist already, created by the restoring role (from
     PostgreSQL 16 it holds ADMIN on them, not membership): it joins them to give them
-    their objects, and leaves them after, as it does for the roles it creates."""
+    their objects, and leaves them after, as it does for the roles it creates. Joined,
+    it may also create in a schema one of them owns."""
     existing = f"existing_{SUFFIX}"
     pg.psql(f"CREATE ROLE {existing} NOLOGIN")
     url = make_database(
         f"GRANT CREATE ON SCHEMA public TO {existing};"
         f"CREATE TABLE t (id int); ALTER TABLE t OWNER TO {existing};"
+        f"CREATE SCHEMA own AUTHORIZATION {existing}; CREATE TABLE own.u (id int);"
+        f"ALTER TABLE own.u OWNER TO {existing};"
     )
     try:
         backup(cli, url, bucket)
@@ -729,6 +732,11 @@ def test_a_restorer_joins_the_existing_roles_it_administers_then_leaves(
         with psycopg.connect(target) as conn:
             owner = conn.execute("SELECT tableowner FROM pg_tables WHERE tablename = 't'")
             assert owner.fetchone() == (existing,)
+
+        # A table of a schema that role owns: the restorer may create there once it joined.
+        again = cli("restore", "--bucket", bucket, "--latest", "--name", "roles",
+                    "--database-url", target, "--clean", "--table", "own.u")  # fmt: skip
+        assert again.returncode == 0, again.stderr
     finally:
         pg.psql(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
         pg.psql(f"DROP ROLE IF EXISTS {existing}")
