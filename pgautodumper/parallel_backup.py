@@ -87,6 +87,7 @@ from pgautodumper.snapshot import (
     snapshot_lost,
     went_away,
 )
+from pgautodumper.toc import quote_ident
 
 log = logging.getLogger(__name__)
 
@@ -124,10 +125,6 @@ SELECT DISTINCT c.collname
 """
 
 SinkFactory = Callable[[str, int], storage.Sink]
-
-
-def quote_ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def qualified(schema: str, table: str) -> str:

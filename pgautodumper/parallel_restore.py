@@ -601,20 +601,20 @@ class _Restore:
             may_create_schemas, closed = conn.execute(_CREATE_PRIVILEGES).fetchone()
         denied = []
         if not may_create_schemas and (new_schemas or _new_extensions(entries, found)):
-            denied.append(f"CREATE ON DATABASE {_quoted(found.dbname)}")
+            denied.append(f"CREATE ON DATABASE {toc.quote_ident(found.dbname)}")
         # With --clean, the schemas the backup holds are dropped and created again: its own.
         for schema in sorted(set(closed) - (existing if clean else set())):
             if any(
                 e.kind in schema_grants.CREATES_IN_SCHEMA and e.in_schema(schema) for e in entries
             ):
-                denied.append(f"CREATE ON SCHEMA {_quoted(schema)}")
+                denied.append(f"CREATE ON SCHEMA {toc.quote_ident(schema)}")
         if denied:
             raise TargetPermissionError(
                 f"role {found.role!r} may not create what the restore of "
                 f"{self.manifest.dump_key} creates in {found.dbname} on "
                 f"{self.target.describe()}: it lacks {', '.join(denied)}; nothing was restored",
                 hint=f"restore as the database's owner or a superuser, or have its owner run "
-                f"GRANT {'; GRANT '.join(denied)} TO {_quoted(found.role)}",
+                f"GRANT {'; GRANT '.join(denied)} TO {toc.quote_ident(found.role)}",
             )
 
     def check_owners(self, schema_file: Path, scope: _Scope) -> None:
@@ -985,10 +985,6 @@ def _new_extensions(entries: list[toc.Entry], found: _Target) -> list[toc.Entry]
         if e.kind == "EXTENSION"
         and not any(e.names("-", name) for name in found.installed_extensions)
     ]  # fmt: skip
-
-
-def _quoted(name: str) -> str:
-    return sql.Identifier(name).as_string()
 
 
 def _exists(conn: psycopg.Connection, part: TablePart) -> bool:

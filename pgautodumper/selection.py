@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 from pgautodumper.errors import UsageError
 from pgautodumper.manifest import ManifestV2, TablePart
-from pgautodumper.toc import RELATION_KINDS, Entry, printed
+from pgautodumper.toc import RELATION_KINDS, Entry, printed, quote_ident
 
 # Entries that belong to a table (or to something of the table's) rather than stand alone.
 _ATTACHED = {
@@ -91,14 +91,10 @@ def _unique(spec: str, candidates: list[Name]) -> Name:
             f"the backup has no table {spec!r}",
             hint="name it as SCHEMA.TABLE; the manifest's tables are listed in its JSON",
         )
-    names = ", ".join(f"{_quoted(s)}.{_quoted(t)}" for s, t in sorted(candidates))
+    names = ", ".join(f"{quote_ident(s)}.{quote_ident(t)}" for s, t in sorted(candidates))
     raise UsageError(
         f"{spec!r} could be {names}", hint='quote the parts: --table \'"schema"."table"\''
     )
-
-
-def _quoted(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def _quoted_parts(spec: str) -> list[str] | None:
@@ -242,7 +238,7 @@ def table_names(
         if len(matches) == 1:
             names[entry.dump_id] = matches[0]
         elif set(matches) & wanted:
-            alike = " and ".join(f"{_quoted(s)}.{_quoted(t)}" for s, t in sorted(matches))
+            alike = " and ".join(f"{quote_ident(s)}.{quote_ident(t)}" for s, t in sorted(matches))
             raise UsageError(
                 f"cannot tell tables {alike} apart in the backup's table of contents "
                 "(pg_restore prints their names alike)",

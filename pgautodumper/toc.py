@@ -135,6 +135,12 @@ def owners(pg_restore: str, archive: Path, env: dict[str, str], selected: Path |
     return {unquoted(name) for match in _OWNERS.finditer(script) for name in match.groups() if name}
 
 
+def quote_ident(name: str) -> str:
+    """A name quoted as an SQL identifier, always (as PostgreSQL's quote_ident would where
+    it must)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
 def unquoted(identifier: str) -> str:
     """A name as pg_dump writes it in SQL (quoted when it must be), as the catalog has it."""
     return identifier[1:-1].replace('""', '"') if identifier.startswith('"') else identifier

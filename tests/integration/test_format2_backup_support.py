@@ -26,8 +26,9 @@ import zstandard
 
 from pgautodumper.connection import ConnectionInfo
 from pgautodumper.manifest import ManifestV2, StoredObject, TablePart
-from pgautodumper.parallel_backup import qualified, quote_ident
+from pgautodumper.parallel_backup import qualified
 from pgautodumper.pgtools import find_tool
+from pgautodumper.toc import quote_ident
 from tests.conftest import BACKUP_PASSWORD, BACKUP_ROLE
 
 MiB = 1024 * 1024

@@ -482,6 +482,25 @@ def backup_of(cli, make_database, bucket: str, sql: str, backup_format: str = "2
     return backup(cli, make_database(sql), bucket, "--format", backup_format)
 
 
+@contextlib.contextmanager
+def source_with_roles(pg: ThrowawayPostgres, make_database, roles: list[str], sql: str):
+    """A database that ``sql`` fills with objects of ``roles`` (NOLOGIN, made first), and
+    then both gone."""
+    pg.psql("".join(f"CREATE ROLE {role} NOLOGIN;" for role in roles))
+    url = make_database(sql)
+    try:
+        yield url
+    finally:
+        pg.psql(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
+        pg.psql("".join(f"DROP ROLE IF EXISTS {role};" for role in roles))
+
+
+def restore_latest(cli, bucket: str, target: str, *extra: str):
+    """The newest backup named "roles", restored into ``target``."""
+    return cli("restore", "--bucket", bucket, "--latest", "--name", "roles",
+               "--database-url", target, *extra)  # fmt: skip
+
+
 @pytest.mark.parametrize("backup_format", ["2", "1"])
 def test_an_object_only_a_superuser_may_create_is_named(
     cli, pg, make_database, bucket, backup_format
@@ -616,8 +635,7 @@ def test_roles_that_created_their_own_objects_get_them_back_from_a_restorer_not_
     last, cannot restore a format-1 backup so: the role that lacks CREATE is named."""
     creator = f"creator_{SUFFIX}_{backup_format}"
     schema_owner = f"schema_owner_{SUFFIX}_{backup_format}"
-    pg.psql(f"CREATE ROLE {creator} NOLOGIN; CREATE ROLE {schema_owner} NOLOGIN")
-    url = make_database(
+    sql = (
         f"GRANT CREATE ON SCHEMA public TO {creator};"
         f"CREATE SCHEMA shop AUTHORIZATION {schema_owner};"
         f"GRANT USAGE, CREATE ON SCHEMA shop TO {creator};"
@@ -627,7 +645,7 @@ def test_roles_that_created_their_own_objects_get_them_back_from_a_restorer_not_
         "CREATE FUNCTION public.f() RETURNS int LANGUAGE sql AS 'SELECT 1';"
         "RESET ROLE;"
     )
-    try:
+    with source_with_roles(pg, make_database, [creator, schema_owner], sql) as url:
         backup(cli, url, bucket, "--format", backup_format)
         target = master_db(new_server)
         with_roles = ["--with-roles"]
@@ -636,8 +654,7 @@ def test_roles_that_created_their_own_objects_get_them_back_from_a_restorer_not_
                             f" GRANT {creator}, {schema_owner} TO master")  # fmt: skip
             with_roles = []
 
-        result = cli("restore", "--bucket", bucket, "--latest", "--name", "roles",
-                     "--database-url", target, *with_roles)  # fmt: skip
+        result = restore_latest(cli, bucket, target, *with_roles)
 
         if backup_format == "1":
             assert result.returncode == 9, result.stderr
@@ -652,9 +669,6 @@ def test_roles_that_created_their_own_objects_get_them_back_from_a_restorer_not_
                    " WHERE nspname IN ('public', 'shop') ORDER BY 1")  # fmt: skip
         with psycopg.connect(url) as source, psycopg.connect(target) as restored:
             assert restored.execute(schemas).fetchall() == source.execute(schemas).fetchall()
-    finally:
-        pg.psql(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
-        pg.psql(f"DROP ROLE IF EXISTS {creator}; DROP ROLE IF EXISTS {schema_owner}")
 
 
 def test_objects_a_superuser_gave_away_come_back_and_the_lent_create_is_taken_back(
@@ -665,8 +679,7 @@ def test_objects_a_superuser_gave_away_come_back_and_the_lent_create_is_taken_ba
     needs CREATE on the database: the restoring role, not a superuser, lends it CREATE
     there for the restore, then takes it back."""
     given = f"given_{SUFFIX}"
-    pg.psql(f"CREATE ROLE {given} NOLOGIN")
-    url = make_database(
+    sql = (
         f"CREATE TABLE a (id int PRIMARY KEY, b int); ALTER TABLE a OWNER TO {given};"
         "INSERT INTO a VALUES (1);"
         "CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1';"
@@ -674,12 +687,11 @@ def test_objects_a_superuser_gave_away_come_back_and_the_lent_create_is_taken_ba
         f"CREATE STATISTICS st ON id, b FROM a; ALTER STATISTICS st OWNER TO {given};"
         f"CREATE PUBLICATION p FOR TABLE a; ALTER PUBLICATION p OWNER TO {given};"
     )
-    try:
+    with source_with_roles(pg, make_database, [given], sql) as url:
         backup(cli, url, bucket)
         target = master_db(new_server)
 
-        result = cli("restore", "--bucket", bucket, "--latest", "--name", "roles",
-                     "--database-url", target, "--with-roles")  # fmt: skip
+        result = restore_latest(cli, bucket, target, "--with-roles")
 
         assert result.returncode == 0, result.stderr
         assert f"lent CREATE on schema public to {given}" in result.stderr
@@ -694,9 +706,6 @@ def test_objects_a_superuser_gave_away_come_back_and_the_lent_create_is_taken_ba
                 "UNION ALL SELECT pg_get_userbyid(pubowner) FROM pg_publication"
             )
             assert restored.execute(owners).fetchall() == [(given,)] * 3
-    finally:
-        pg.psql(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
-        pg.psql(f"DROP ROLE IF EXISTS {given}")
 
 
 def test_a_restorer_joins_the_existing_roles_it_administers_then_leaves(
@@ -707,21 +716,19 @@ def test_a_restorer_joins_the_existing_roles_it_administers_then_leaves(
     their objects, and leaves them after, as it does for the roles it creates. Joined,
     it may also create in a schema one of them owns."""
     existing = f"existing_{SUFFIX}"
-    pg.psql(f"CREATE ROLE {existing} NOLOGIN")
-    url = make_database(
+    sql = (
         f"GRANT CREATE ON SCHEMA public TO {existing};"
         f"CREATE TABLE t (id int); ALTER TABLE t OWNER TO {existing};"
         f"CREATE SCHEMA own AUTHORIZATION {existing}; CREATE TABLE own.u (id int);"
         f"ALTER TABLE own.u OWNER TO {existing};"
     )
-    try:
+    with source_with_roles(pg, make_database, [existing], sql) as url:
         backup(cli, url, bucket)
         target = master_db(new_server)
         with psycopg.connect(target, autocommit=True) as conn:
             conn.execute(f"CREATE ROLE {existing} NOLOGIN")
 
-        result = cli("restore", "--bucket", bucket, "--latest", "--name", "roles",
-                     "--database-url", target)  # fmt: skip
+        result = restore_latest(cli, bucket, target)
 
         assert result.returncode == 0, result.stderr
         assert f"joined role(s) {existing} for the restore" in result.stderr
@@ -734,9 +741,5 @@ def test_a_restorer_joins_the_existing_roles_it_administers_then_leaves(
             assert owner.fetchone() == (existing,)
 
         # A table of a schema that role owns: the restorer may create there once it joined.
-        again = cli("restore", "--bucket", bucket, "--latest", "--name", "roles",
-                    "--database-url", target, "--clean", "--table", "own.u")  # fmt: skip
+        again = restore_latest(cli, bucket, target, "--clean", "--table", "own.u")
         assert again.returncode == 0, again.stderr
-    finally:
-        pg.psql(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
-        pg.psql(f"DROP ROLE IF EXISTS {existing}")
