@@ -3,7 +3,8 @@
     1. schema archive   S3 → sha256 + size → zstd → a temporary file (DDL only, small),
                         checked before pg_restore reads any of it
        [--clean]        the DROPs pg_restore --clean would run, pre- and post-data
-                        together (foreign keys before the tables they reference),
+                        together (foreign keys before the tables they reference), but
+                        those of keys and indexes that go with their table (toc.to_drop),
                         through psql: in one transaction for a partial restore
        [schemas]        the schemas and their grants first, when a role that is not a
                         superuser restores owners: it gives objects only to roles that
@@ -21,7 +22,10 @@
                           and keys (table_indexes.py)
     3. post-data        pg_restore -j JOBS --section=post-data FILE: the other indexes,
                         constraints, foreign keys, triggers, policies, materialized
-                        view data
+                        view data; then, in a run of their own, the foreign keys and
+                        triggers of partitioned tables (toc.into_partitions)
+       [attach]         a partition restored alone, into the table that holds it
+                        (selection.py)
     4. [--analyze]      ANALYZE
 
 Any failure stops everything: the other loaders' queries are cancelled (their
@@ -64,8 +68,9 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import psycopg
 from psycopg import sql
@@ -110,10 +115,11 @@ from pgautodumper.errors import (
     TargetServerTooOldError,
     redact,
 )
-from pgautodumper.manifest import Manifest, ManifestV2, TablePart
+from pgautodumper.manifest import Manifest, ManifestV2, StoredObject, TablePart
 from pgautodumper.pgtools import find_tool, leave_out_flags, server_major
 
 log = logging.getLogger(__name__)
+_Read = TypeVar("_Read")  # what a pg_restore reads from a stream (from_stream)
 
 
 _RELATIONS = """
@@ -339,10 +345,12 @@ class _Scope:
 
     parts: list[TablePart]
     schema_entries: list[toc.Entry]  # what the schema archive restores, in TOC order
+    drops: list[toc.Entry]  # what --clean drops first (toc.to_drop)
     schema_list: Path | None = None
     data_list: Path | None = None
     with_data_archive: bool = True
     tables: list[tuple[str, str]] | None = None  # a partial restore's tables
+    attach_last: list[toc.Entry] = field(default_factory=list)  # selection.Selection's
 
 
 class _Restore:
@@ -394,7 +402,7 @@ class _Restore:
     ) -> Outcome:
         encoding = toc.encoding(self.pg_restore, schema_file, self.env, self.workdir / "none.list")
         if self.request.clean:
-            self.drop(schema_file, scope.schema_list)
+            self.drop(schema_file, scope.drops)
         started = time.monotonic()
         pre_data = self.schemas_first(schema_file, scope)
         with schema_grants.lent(self.target, scope.schema_entries, self.lend_to()):
@@ -413,12 +421,7 @@ class _Restore:
             )
         rows = self.load_data(scope, encoding, functools.partial(self.build, schema_file, early))
         loaded = time.monotonic()
-        built = {e.dump_id for entries in early.values() for e in entries}
-        rest = [e for e in scope.schema_entries if e.dump_id not in built]
-        rest_list = toc.write_list(self.workdir / "post-data.list", rest) if built else None
-        self.pg_restore_file(
-            schema_file, "post-data", rest_list or scope.schema_list, jobs=self.request.jobs
-        )
+        self.post_data(schema_file, scope, {e.dump_id for es in early.values() for e in es})
         phases = {
             "pre-data": round(defined - started, 3),
             "data": round(loaded - defined, 3),
@@ -438,6 +441,26 @@ class _Restore:
             phases=phases,
             roles=created,
         )
+
+    def post_data(self, schema_file: Path, scope: _Scope, built: set[int]) -> None:
+        """What the data waited for, but the indexes and keys built early: then the
+        foreign keys and triggers of partitioned tables (toc.into_partitions), then the
+        attachment of partitions restored alone (selection.Selection.attach_last)."""
+        last = toc.into_partitions(scope.schema_entries)
+        later = built | {e.dump_id for e in last}
+        rest = [e for e in scope.schema_entries if e.dump_id not in later]
+        rest_list = toc.write_list(self.workdir / "post-data.list", rest) if later else None
+        self.pg_restore_file(
+            schema_file, "post-data", rest_list or scope.schema_list, jobs=self.request.jobs
+        )
+        if last:
+            self.pg_restore_file(
+                schema_file, "post-data", toc.write_list(self.workdir / "last.list", last),
+                jobs=self.request.jobs, what="foreign keys and triggers of partitioned tables",
+            )  # fmt: skip
+        if scope.attach_last:
+            listed = toc.write_list(self.workdir / "attach.list", scope.attach_last)
+            self.pg_restore_file(schema_file, None, listed, what="partitions' attachment")
 
     def inspect_target(self) -> _Target:
         found = inspect(self.target)
@@ -513,10 +536,11 @@ class _Restore:
         """Everything, or the named tables' entries and parts (refused if they exist)."""
         if not self.request.partial:
             kept = _without_foreign_extension_comments(schema_toc, found.foreign_extensions)
+            drops = toc.to_drop(kept, schema_toc)
             if len(kept) == len(schema_toc):
-                return _Scope(parts=list(self.manifest.parts), schema_entries=schema_toc)
+                return _Scope(list(self.manifest.parts), schema_toc, drops)
             listed = toc.write_list(self.workdir / "schema.list", kept)
-            return _Scope(parts=list(self.manifest.parts), schema_entries=kept, schema_list=listed)
+            return _Scope(list(self.manifest.parts), kept, drops, schema_list=listed)
         choice = selection.select(
             self.manifest, schema_toc,
             tables=self.request.tables, schemas=self.request.schemas,
@@ -528,10 +552,12 @@ class _Restore:
         return _Scope(
             parts=choice.parts,
             schema_entries=choice.schema_entries,
+            drops=toc.to_drop(choice.schema_entries, schema_toc),
             schema_list=toc.write_list(self.workdir / "schema.list", choice.schema_entries),
             data_list=toc.write_list(self.workdir / "data.list", data_entries),
             with_data_archive=bool(data_entries),
             tables=choice.tables,
+            attach_last=choice.attach_last,
         )
 
     def wanted_roles(self) -> roles.RoleSet | None:
@@ -674,34 +700,14 @@ class _Restore:
                 hint="drop them first, or pass --clean to drop and replace them",
             )
 
-    def drop(self, schema_file: Path, schema_list: Path | None) -> None:
-        """Drop what the restore replaces, as pg_restore --clean would (through psql).
-
-        A partial restore drops in one transaction: if a view or a table outside
-        the backup depends on a named table, nothing is dropped. A whole-database
-        clean drops statement by statement, as pg_restore --clean does (one
-        transaction could exceed the server's lock table on a big schema).
-        """
-        script = toc.drop_script(self.pg_restore, schema_file, self.env, schema_list)
-        argv = [
-            str(find_tool("psql", self.major).path), "-X", "-q", "-w", "-v", "ON_ERROR_STOP=1",
-            "-f", "-", f"--dbname={self.dbname}",
-        ]  # fmt: skip
-        if self.request.partial:
-            argv.append("--single-transaction")
-        psql = ToolProcess(
-            argv, self.env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, secrets=self.secrets
-        )
-        with contextlib.suppress(BrokenPipeError):
-            psql.stdin.write(script)
-            psql.stdin.close()
-        if psql.wait() != 0:
-            nothing = " (nothing was dropped)" if self.request.partial else ""
-            raise RestoreFailedError(
-                f"restore of {self.manifest.dump_key} into {self.dbname}: dropping the "
-                f"objects to replace failed{nothing}: {psql.failure()}",
-                hint="drop what depends on them (named above), or restore into an empty database",
-            )
+    def drop(self, schema_file: Path, drops: list[toc.Entry]) -> None:
+        """Drop what the restore replaces, as pg_restore --clean would (run_drops)."""
+        listed = toc.write_list(self.workdir / "drop.list", drops)
+        script = toc.drop_script(self.pg_restore, schema_file, self.env, listed)
+        run_drops(
+            script, self.major, self.env, self.dbname,
+            secrets=self.secrets, partial=self.request.partial, dump_key=self.manifest.dump_key,
+        )  # fmt: skip
 
     def lend_to(self) -> set[str]:
         """The owners that may need CREATE lent on their objects' schemas (schema_grants.py):
@@ -758,23 +764,11 @@ class _Restore:
 
     def read_data_toc(self) -> list[toc.Entry]:
         """The remaining-data archive's TOC, from the start of its stream."""
-        stored = self.manifest.data_archive
-        source = CheckedObject(self.bucket, stored, self._what("data"))
-        try:
-            entries = toc.list_stream(
-                self.pg_restore, self.env, source.decompressed(), self.workdir / "data.toc"
-            )
-            if isinstance(entries, str):
-                failure = entries
-                if (corrupt := source.corruption()) is not None:
-                    raise corrupt
-                raise RestoreFailedError(
-                    f"pg_restore cannot read the table of contents of {stored.key}: {failure}",
-                    hint="check that the pg_restore found can read this archive",
-                )
-        finally:
-            source.close()
-        return entries
+        out = self.workdir / "data.toc"
+        return from_stream(
+            self.bucket, self.manifest.data_archive, self._what("data"),
+            lambda chunks: toc.list_stream(self.pg_restore, self.env, chunks, out),
+        )  # fmt: skip
 
     def build(
         self, schema_file: Path, early: dict[selection.Name, list[toc.Entry]],
@@ -1001,6 +995,56 @@ def _guarded(job: Callable[[], None], stop: _Stop) -> None:
         pass
     except BaseException as exc:
         stop.fail(exc)
+
+
+def run_drops(
+    script: bytes, major: int, env: dict[str, str], dbname: str, *,
+    secrets: list[str], partial: bool, dump_key: str,
+) -> None:  # fmt: skip
+    """Run a drop script (toc.drop_script) through psql, stopping at the first error.
+
+    A partial restore drops in one transaction: if a view or a table outside the
+    backup depends on a named table, nothing is dropped. A whole-database clean
+    drops statement by statement, as pg_restore --clean does (one transaction
+    could exceed the server's lock table on a big schema).
+    """
+    argv = [
+        str(find_tool("psql", major).path), "-X", "-q", "-w", "-v", "ON_ERROR_STOP=1",
+        "-f", "-", f"--dbname={dbname}",
+    ]  # fmt: skip
+    if partial:
+        argv.append("--single-transaction")
+    psql = ToolProcess(argv, env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, secrets=secrets)
+    with contextlib.suppress(BrokenPipeError):
+        psql.stdin.write(script)
+        psql.stdin.close()
+    if psql.wait() != 0:
+        nothing = " (nothing was dropped)" if partial else ""
+        raise RestoreFailedError(
+            f"restore of {dump_key} into {dbname}: dropping the objects to replace "
+            f"failed{nothing}: {psql.failure()}",
+            hint="drop what depends on them (named above), or restore into an empty database",
+        )
+
+
+def from_stream(
+    bucket: str, stored: StoredObject, what: str, read: Callable[[Iterator[bytes]], _Read | str]
+) -> _Read:
+    """What ``read`` (a pg_restore of the archive's TOC) takes from the start of a stored
+    archive; its failure is the archive's corruption when the bytes read say so."""
+    source = CheckedObject(bucket, stored, what)
+    try:
+        result = read(source.decompressed())
+        if isinstance(result, str):
+            if (corrupt := source.corruption()) is not None:
+                raise corrupt
+            raise RestoreFailedError(
+                f"pg_restore cannot read the table of contents of {stored.key}: {result}",
+                hint="check that the pg_restore found can read this archive",
+            )
+    finally:
+        source.close()
+    return result
 
 
 def fetch_schema_archive(bucket: str, manifest: ManifestV2, path: Path) -> Path:

@@ -23,8 +23,10 @@ import hashlib
 import logging
 import re
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
 import zstandard
@@ -70,13 +72,15 @@ from pgautodumper.errors import (
     UsageError,
     redact,
 )
-from pgautodumper.manifest import Manifest, ManifestV2
+from pgautodumper.manifest import Manifest, ManifestV2, StoredObject
 from pgautodumper.parallel_restore import (
     USER_RELATIONS,
     RestoreOptions,
+    from_stream,
     refuse_older_target,
     refuse_read_only,
     restore_format2,
+    run_drops,
 )
 from pgautodumper.pgtools import find_tool
 from pgautodumper.roles import CreatedRoles
@@ -148,10 +152,8 @@ def target_database(target: ConnectionInfo, *, clean: bool) -> str:
 
 
 def pg_restore_argv(path: str, dbname: str, options: RestoreOptions) -> list[str]:
-    argv = [path, "--exit-on-error", "-w", f"--dbname={dbname}"]
-    if options.clean:
-        argv += ["--clean", "--if-exists"]
-    return [*argv, *options.leave_out_flags]
+    """Format 1's pg_restore (its --clean drops ran before: _drop_format1)."""
+    return [path, "--exit-on-error", "-w", f"--dbname={dbname}", *options.leave_out_flags]
 
 
 def restore(
@@ -418,11 +420,14 @@ def _restore_format1(
     refuse_older_target(manifest, checked.server_version_num, target.describe())
     warn_if_unlike(manifest.database_locale, checked.encoding, target.describe())
     tool = find_tool("pg_restore", _major(manifest.pg_dump_version))
+    env = target.libpq_env(settings=restore_settings(checked.server_version_num))
     started = time.monotonic()
     log.info("restore %s -> %s (%s %s)", keys.dump, dbname, tool.name, tool.version)
+    if options.clean:
+        _drop_format1(bucket, manifest, str(tool.path), env, dbname, target.secret_values())
     process = ToolProcess(
         pg_restore_argv(str(tool.path), dbname, options),
-        target.libpq_env(settings=restore_settings(checked.server_version_num)),
+        env,
         stdin=subprocess.PIPE,
         secrets=target.secret_values(),
     )
@@ -449,6 +454,35 @@ def _restore_format1(
         sha256=manifest.sha256,
         seconds=round(time.monotonic() - started, 3),
     )
+
+
+def _drop_format1(
+    bucket: str, manifest: Manifest, pg_restore: str, env: dict[str, str], dbname: str,
+    secrets: list[str],
+) -> None:  # fmt: skip
+    """--clean's drops, ahead of the restore, as format 2 runs them (toc.to_drop): both
+    read from the start of the dump's stream, which holds its TOC."""
+    dump = StoredObject(
+        key=manifest.dump_key, sha256=manifest.sha256,
+        stored_bytes=manifest.stored_bytes, raw_bytes=manifest.raw_bytes,
+    )  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="pgad-clean-") as workdir:
+        folder = Path(workdir)
+        entries = from_stream(
+            bucket, dump, "the dump",
+            lambda chunks: toc.list_stream(pg_restore, env, chunks, folder / "dump.toc"),
+        )  # fmt: skip
+        listed = toc.write_list(folder / "drop.list", toc.to_drop(entries, entries))
+        script = from_stream(
+            bucket, dump, "the dump",
+            lambda chunks: toc.drop_script_stream(
+                pg_restore, env, chunks, listed, folder / "drop.sql"
+            ),
+        )  # fmt: skip
+    run_drops(
+        script, _major(manifest.pg_dump_version), env, dbname,
+        secrets=secrets, partial=False, dump_key=manifest.dump_key,
+    )  # fmt: skip
 
 
 def _major(version: str) -> int:

@@ -51,6 +51,7 @@ class Selection:
     parts: list[TablePart]
     table_oids: set[int] = field(default_factory=set)
     sequence_names: set[str] = field(default_factory=set)  # Entry.rest of chosen sequences
+    attach_last: list[Entry] = field(default_factory=list)  # into tables the target holds
 
     def data_entries(self, data_toc: list[Entry]) -> list[Entry]:
         """The remaining-data archive's entries for the chosen tables and sequences."""
@@ -154,13 +155,15 @@ def select(
         }
     restored = {table_of[i] for i in chosen if i in table_of}
     chosen = _attached(schema_toc, chosen, table_of, restored, existing)
-    entries = [e for e in schema_toc if e.dump_id in chosen]
+    late = _into_existing_tables(schema_toc, chosen)
+    entries = [e for e in schema_toc if e.dump_id in chosen - late]
     return Selection(
         tables=sorted(n for n in restored if n in known),
         schema_entries=entries,
         parts=[p for p in manifest.parts if (p.schema_name, p.table) in restored],
         table_oids={e.oid for e in entries if e.kind in ("TABLE", "MATERIALIZED VIEW")},
         sequence_names={e.rest for e in entries if e.kind == "SEQUENCE"},
+        attach_last=[e for e in schema_toc if e.dump_id in late and e.kind == "TABLE ATTACH"],
     )
 
 
@@ -216,10 +219,34 @@ def _attached(
                 continue
             if entry.kind == "SEQUENCE" and not any(relation(d) for d in entry.deps):
                 continue  # a free-standing sequence is not the table's
+            tables = [d for d in entry.deps if relation(d)]
+            if entry.kind in _OF_A_TABLE and tables and not any(d in chosen for d in tables):
+                continue  # on tables the target holds: it exists (a key to a partitioned one)
             if any(d in chosen for d in entry.deps) and all(available(d) for d in entry.deps):
                 chosen.add(entry.dump_id)
                 grew = True
     return chosen
+
+
+def _into_existing_tables(schema_toc: list[Entry], chosen: set[int]) -> set[int]:
+    """The chosen attachments, of partitions and of their indexes, to a partitioned table
+    the target holds (its partition came back alone).
+
+    pg_restore attaches a partition before its indexes and keys exist (the parent's are
+    not there either, in a whole restore). Attached to a parent that has them, the
+    partition gets them created anew, and its own would then collide ("relation already
+    exists", "multiple primary keys"). Attached last, once its indexes and keys exist,
+    ATTACH PARTITION adopts the ones that match the parent's, which is what each INDEX
+    ATTACH would have done: those are left out.
+    """
+    relations = {e.dump_id for e in schema_toc if e.kind in RELATION_KINDS}
+    return {
+        e.dump_id
+        for e in schema_toc
+        if e.dump_id in chosen
+        and e.kind in ("TABLE ATTACH", "INDEX ATTACH")
+        and any(d in relations and d not in chosen for d in e.deps)
+    }
 
 
 def table_names(

@@ -146,22 +146,70 @@ def unquoted(identifier: str) -> str:
     return identifier[1:-1].replace('""', '"') if identifier.startswith('"') else identifier
 
 
-def drop_script(
-    pg_restore: str, archive: Path, env: dict[str, str], selected: Path | None
-) -> bytes:
-    """What ``pg_restore --clean --if-exists`` would drop before restoring, as a psql script.
+# Post-data entries that PostgreSQL carries out on a partitioned table's partitions too.
+_RECURSING = {"FK CONSTRAINT", "TRIGGER"}
+
+
+def into_partitions(entries: list[Entry]) -> list[Entry]:
+    """The foreign keys and triggers of partitioned tables: PostgreSQL adds them to every
+    partition, locking each.
+
+    pg_restore -j knows only the locks on the tables an entry names, so it may run
+    one beside the INDEX ATTACH of a partition below, and each then waits for the
+    other ("deadlock detected": ALTER TABLE events ADD CONSTRAINT ... FOREIGN KEY
+    against ALTER INDEX events_b_at_idx ATTACH PARTITION events_b_old_at_idx). They
+    are restored after the rest of post-data.
+    """
+    partitioned = {e.deps[1] for e in entries if e.kind == "TABLE ATTACH" and len(e.deps) > 1}
+    return [e for e in entries if e.kind in _RECURSING and partitioned.intersection(e.deps)]
+
+
+# What exists only on its table, and is dropped with it.
+_ON_A_TABLE = {"CONSTRAINT", "CHECK CONSTRAINT", "INDEX", "TRIGGER", "RULE"}
+# Entries with data blocks, and no DROP: listed, pg_restore would read a stream to its end.
+_DATA = {"TABLE DATA", "SEQUENCE SET", "BLOBS"}
+
+
+def to_drop(entries: list[Entry], whole: list[Entry]) -> list[Entry]:
+    """The entries whose DROP a clean runs: not the data, nor the keys, indexes, triggers
+    and rules of tables it drops too, which go with their table.
+
+    pg_dump writes a DROP CONSTRAINT for every partition's share of a partitioned
+    table's key, which PostgreSQL refuses while the partition is attached ("cannot
+    drop inherited constraint"); pg_restore --clean only reports it. Foreign keys stay
+    in: each must go before the table it references. ``whole`` is the archive's TOC,
+    which tells a dependency on a table from one on something else.
+    """
+    relations = {e.dump_id for e in whole if e.kind in RELATION_KINDS}
+    dropped = {e.dump_id for e in entries if e.kind in RELATION_KINDS}
+
+    def goes_with_its_table(entry: Entry) -> bool:
+        tables = relations.intersection(entry.deps)
+        return entry.kind in _ON_A_TABLE and bool(tables) and tables <= dropped
+
+    return [e for e in entries if e.kind not in _DATA and not goes_with_its_table(e)]
+
+
+def drop_script(pg_restore: str, archive: Path, env: dict[str, str], selected: Path) -> bytes:
+    """What ``pg_restore --clean --if-exists`` would drop before restoring the entries a -L
+    list keeps, as a psql script.
 
     pg_restore's own header (its SET statements, its client_encoding, and the
     ``\\restrict`` that keeps names from smuggling in psql meta-commands) then
-    every DROP of the archive's pre- and post-data entries (or of those a -L
-    list keeps), in pg_restore's order: foreign keys, indexes and constraints
+    every DROP, in pg_restore's order: foreign keys, indexes and constraints
     before the tables they depend on. Run before the pre-data section, so that
     a table another table's foreign key references can be dropped.
     """
-    argv = ["--clean", "--if-exists", "-f", "-"]
-    if selected is not None:
-        argv += ["-L", str(selected)]
-    script = _run_bytes(pg_restore, [*argv, str(archive)], env, what="listing the drops")
+    script = _run_bytes(
+        pg_restore, [*_DROPS, "-L", str(selected), str(archive)], env, what="listing the drops"
+    )
+    return _drops_of(script)
+
+
+_DROPS = ["--clean", "--if-exists", "-f", "-"]
+
+
+def _drops_of(script: bytes) -> bytes:
     lines = script.split(b"\n")
     # The header ends at the first empty line after the fixed SET statements; the
     # drops end where the first entry's comment block ("--") begins.
@@ -182,13 +230,26 @@ def list_stream(
     """The TOC of an archive read from the start of a stream; pg_restore's failure, if it failed.
 
     pg_restore reads the header and the TOC, prints them and exits: the rest of
-    the stream is never fetched. Its output goes to a file so that it can never
-    block on a full pipe while we are still writing its input.
+    the stream is never fetched.
     """
-    with out.open("wb") as listing:
-        process = ToolProcess(
-            [pg_restore, "-l", "-v"], env, stdin=subprocess.PIPE, stdout=listing.fileno()
-        )
+    failure = _from_stream([pg_restore, "-l", "-v"], env, chunks, out)
+    return failure or parse(out.read_text(encoding="utf-8", errors="replace"))
+
+
+def drop_script_stream(
+    pg_restore: str, env: dict[str, str], chunks: Iterator[bytes], selected: Path, out: Path
+) -> bytes | str:
+    """drop_script, of an archive read from the start of a stream (format 1): the -L list
+    keeps no data, so pg_restore needs no more than the TOC."""
+    failure = _from_stream([pg_restore, *_DROPS, "-L", str(selected)], env, chunks, out)
+    return failure or _drops_of(out.read_bytes())
+
+
+def _from_stream(argv: list[str], env: dict[str, str], chunks: Iterator[bytes], out: Path) -> str:
+    """Run pg_restore on a stream, its output into a file (so that it can never block on a
+    full pipe while we are still writing its input); its failure, or ""."""
+    with out.open("wb") as output:
+        process = ToolProcess(argv, env, stdin=subprocess.PIPE, stdout=output.fileno())
         try:
             for chunk in chunks:
                 process.stdin.write(chunk)
@@ -198,9 +259,7 @@ def list_stream(
         except BaseException:
             process.kill()
             raise
-    if process.wait() != 0:
-        return process.failure()
-    return parse(out.read_text(encoding="utf-8", errors="replace"))
+    return process.failure() if process.wait() != 0 else ""
 
 
 def _run(pg_restore: str, args: list[str], env: dict[str, str], *, what: str) -> str:

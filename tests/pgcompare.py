@@ -31,8 +31,14 @@ _OBJECT_COUNTS = {
     " JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace"
     " WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')"
     " AND n.nspname NOT LIKE 'pg_toast%' ORDER BY 1, 2",
+    # Inheritance, of tables and of indexes: partitions attached to their parents, with
+    # their bounds, and their indexes to their parents' (a partition restored alone).
+    "inheritance": "SELECT i.inhrelid::regclass::text, i.inhparent::regclass::text,"
+    " pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits i JOIN pg_class c ON c.oid ="
+    " i.inhrelid ORDER BY 1, 2",
     "constraints": "SELECT c.conrelid::regclass::text, c.conname, pg_get_constraintdef(c.oid),"
-    " c.convalidated FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace"
+    " c.convalidated, (SELECT p.conname FROM pg_constraint p WHERE p.oid = c.conparentid)"
+    " FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace"
     " WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1, 2, 3",
     "sequences": "SELECT schemaname, sequencename, last_value FROM pg_sequences ORDER BY 1, 2",
     "large_objects": "SELECT md5(lo_get(oid)) FROM pg_largeobject_metadata ORDER BY 1",

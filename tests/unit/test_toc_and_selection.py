@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from pgautodumper import schema_grants
+from pgautodumper import schema_grants, toc
 from pgautodumper.errors import UsageError
-from pgautodumper.selection import parse_table
+from pgautodumper.manifest import ManifestV2, TableObjects
+from pgautodumper.selection import parse_table, select
 from pgautodumper.toc import parse
 
 LISTING = """\
@@ -89,3 +90,74 @@ def test_the_owners_to_lend_create_are_read_per_schema_from_the_toc():
     )
     assert pairs == {("public", "app"), ("a", "app"), ("a b", "app"), ("public", "my role"),
                      ("public", "role")}  # fmt: skip
+
+
+# pg_dump 15's TOC of a partitioned table (events: a key, an index, a foreign key to
+# kinds) with a partition events_a, and a table notes whose foreign key references it.
+PARTITIONED = """\
+214; 1259 16386 TABLE public kinds postgres
+215; 1259 16391 TABLE public events postgres
+216; 1259 16396 TABLE public events_a postgres
+;\tdepends on: 215
+217; 1259 16401 TABLE public notes postgres
+3225; 0 0 TABLE ATTACH public events_a postgres
+;\tdepends on: 216 215
+3300; 0 16396 TABLE DATA public events_a postgres
+;\tdepends on: 216
+3221; 2606 16392 CONSTRAINT public kinds kinds_pkey postgres
+;\tdepends on: 214
+3224; 2606 16397 CONSTRAINT public events events_pkey postgres
+;\tdepends on: 215 215 215
+3228; 2606 16409 CONSTRAINT public events_a events_a_pkey postgres
+;\tdepends on: 216 3224 216 216 216
+3222; 1259 16441 INDEX public events_at postgres
+;\tdepends on: 215
+3226; 1259 16446 INDEX public events_a_at_idx postgres
+;\tdepends on: 3222 216 216
+3238; 0 0 INDEX ATTACH public events_a_at_idx postgres
+;\tdepends on: 3226 3222 216 215
+3239; 0 0 INDEX ATTACH public events_a_pkey postgres
+;\tdepends on: 3224 216 3228 3224 216 215
+3240; 2620 16450 TRIGGER public events stamp postgres
+;\tdepends on: 215
+3246; 2606 16398 FK CONSTRAINT public events events_kind_fkey postgres
+;\tdepends on: 214 215 3221
+3247; 2606 16399 FK CONSTRAINT public notes notes_event_fkey postgres
+;\tdepends on: 3239 217 3224 215
+3248; 2606 16400 FK CONSTRAINT public notes notes_kind_fkey postgres
+;\tdepends on: 217 214 3221
+"""
+
+
+def _ids(entries) -> list[int]:
+    return [e.dump_id for e in entries]
+
+
+def test_a_clean_leaves_to_drop_table_the_keys_and_indexes_that_go_with_it():
+    """Not the partition's share of the parent's key, which cannot be dropped while it
+    is attached; foreign keys stay, to go before the tables they reference."""
+    entries = parse(PARTITIONED)
+    assert _ids(toc.to_drop(entries, entries)) == [
+        214, 215, 216, 217, 3225, 3238, 3239, 3246, 3247, 3248
+    ]  # fmt: skip
+    only_a = [e for e in entries if e.dump_id in (216, 3228, 3226)]
+    assert _ids(toc.to_drop(only_a, entries)) == [216]
+    kept_table = [e for e in entries if e.dump_id in (3224, 3222)]  # events is not dropped
+    assert _ids(toc.to_drop(kept_table, entries)) == [3224, 3222]
+
+
+def test_foreign_keys_and_triggers_of_partitioned_tables_come_last():
+    assert _ids(toc.into_partitions(parse(PARTITIONED))) == [3240, 3246, 3247]
+
+
+def test_a_partition_restored_alone_is_attached_last_and_adopts_its_indexes():
+    entries = parse(PARTITIONED)
+    tables = [TableObjects(schema="public", table=n) for n in ("kinds", "events", "events_a")]
+    manifest = ManifestV2.model_construct(tables=[], parts=[], relations=tables)
+    chosen = select(
+        manifest, entries, tables=["public.events_a"], schemas=[],
+        existing={("public", "kinds"), ("public", "events"), ("public", "notes")},
+        existing_schemas={"public"},
+    )  # fmt: skip
+    assert _ids(chosen.schema_entries) == [216, 3228, 3226]  # no foreign key: they exist
+    assert _ids(chosen.attach_last) == [3225]
