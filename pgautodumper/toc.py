@@ -158,10 +158,12 @@ def into_partitions(entries: list[Entry]) -> list[Entry]:
     one beside the INDEX ATTACH of a partition below, and each then waits for the
     other ("deadlock detected": ALTER TABLE events ADD CONSTRAINT ... FOREIGN KEY
     against ALTER INDEX events_b_at_idx ATTACH PARTITION events_b_old_at_idx). They
-    are restored after the rest of post-data.
+    are restored after the rest of post-data, and the event triggers, which would
+    fire on them, after them still (pg_restore creates those last, as here).
     """
     partitioned = {e.deps[1] for e in entries if e.kind == "TABLE ATTACH" and len(e.deps) > 1}
-    return [e for e in entries if e.kind in _RECURSING and partitioned.intersection(e.deps)]
+    found = [e for e in entries if e.kind in _RECURSING and partitioned.intersection(e.deps)]
+    return found and found + [e for e in entries if e.kind == "EVENT TRIGGER"]
 
 
 # What exists only on its table, and is dropped with it.

@@ -126,6 +126,7 @@ PARTITIONED = """\
 ;\tdepends on: 3239 217 3224 215
 3248; 2606 16400 FK CONSTRAINT public notes notes_kind_fkey postgres
 ;\tdepends on: 217 214 3221
+3400; 3466 16500 EVENT TRIGGER - log_ddl postgres
 """
 
 
@@ -138,7 +139,7 @@ def test_a_clean_leaves_to_drop_table_the_keys_and_indexes_that_go_with_it():
     is attached; foreign keys stay, to go before the tables they reference."""
     entries = parse(PARTITIONED)
     assert _ids(toc.to_drop(entries, entries)) == [
-        214, 215, 216, 217, 3225, 3238, 3239, 3246, 3247, 3248
+        214, 215, 216, 217, 3225, 3238, 3239, 3246, 3247, 3248, 3400
     ]  # fmt: skip
     only_a = [e for e in entries if e.dump_id in (216, 3228, 3226)]
     assert _ids(toc.to_drop(only_a, entries)) == [216]
@@ -147,7 +148,11 @@ def test_a_clean_leaves_to_drop_table_the_keys_and_indexes_that_go_with_it():
 
 
 def test_foreign_keys_and_triggers_of_partitioned_tables_come_last():
-    assert _ids(toc.into_partitions(parse(PARTITIONED))) == [3240, 3246, 3247]
+    """And the event triggers after them, which would fire on them."""
+    entries = parse(PARTITIONED)
+    assert _ids(toc.into_partitions(entries)) == [3240, 3246, 3247, 3400]
+    unpartitioned = [e for e in entries if e.kind != "TABLE ATTACH"]
+    assert toc.into_partitions(unpartitioned) == []
 
 
 def test_a_partition_restored_alone_is_attached_last_and_adopts_its_indexes():
