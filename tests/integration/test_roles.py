@@ -569,9 +569,9 @@ def test_clean_over_a_table_another_role_owns_names_the_owner_it_needs(
     cli, pg, make_database, bucket, backup_format
 ):
     """The database's owner, not a superuser, restores with --clean over a table that
-    the bootstrap superuser created there: the drop it may not run is named as such,
-    not as a dependency to remove. (As the owner of schema public it may drop the
-    table, but not ALTER it: dropping its primary key first needs the table's owner.)"""
+    the bootstrap superuser created there, in a schema it made its own (where the owner
+    may create): the drop it may not run is named as such, not as a dependency to
+    remove. (As the owner of schema public, the database's owner could drop the table.)"""
     manifest = backup_of(
         cli, make_database, bucket,
         "CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t SELECT generate_series(1, 10);",
@@ -579,7 +579,12 @@ def test_clean_over_a_table_another_role_owns_names_the_owner_it_needs(
     )  # fmt: skip
     owner = f"clean_owner_{SUFFIX}_{backup_format}"
     with plain_role_target(pg, make_database, owner, owns=True) as (dbname, target):
-        pg.psql("CREATE TABLE t (kept int); INSERT INTO t VALUES (1)", dbname=dbname)
+        pg.psql(
+            "ALTER SCHEMA public OWNER TO CURRENT_USER;"
+            f'GRANT CREATE ON SCHEMA public TO "{owner}";'
+            "CREATE TABLE t (kept int); INSERT INTO t VALUES (1)",
+            dbname=dbname,
+        )
 
         result = cli("restore", "--bucket", bucket, "--key", manifest["dump_key"],
                      "--clean", "--no-owner", "--database-url", target)  # fmt: skip
