@@ -219,13 +219,27 @@ def _attached(
                 continue
             if entry.kind == "SEQUENCE" and not any(relation(d) for d in entry.deps):
                 continue  # a free-standing sequence is not the table's
-            tables = [d for d in entry.deps if relation(d)]
-            if entry.kind in _OF_A_TABLE and tables and not any(d in chosen for d in tables):
-                continue  # on tables the target holds: it exists (a key to a partitioned one)
+            if entry.kind in _OF_A_TABLE and _reached_by_attachment(entry, chosen, by_id):
+                continue
             if any(d in chosen for d in entry.deps) and all(available(d) for d in entry.deps):
                 chosen.add(entry.dump_id)
                 grew = True
     return chosen
+
+
+def _reached_by_attachment(entry: Entry, chosen: set[int], by_id: dict[int, Entry]) -> bool:
+    """Whether a key, index or trigger of tables the target holds, none restored, is chosen
+    only through the attachment of a restored partition: it exists (a foreign key to
+    the partitioned table outlives a dropped partition). One that depends on a restored
+    object, a function of a restored schema say, went with it and comes back."""
+    tables = [d for d in entry.deps if d in by_id and by_id[d].kind in RELATION_KINDS]
+    return (
+        bool(tables)
+        and not any(d in chosen for d in tables)
+        and all(
+            by_id[d].kind in ("INDEX ATTACH", "TABLE ATTACH") for d in entry.deps if d in chosen
+        )
+    )
 
 
 def _into_existing_tables(schema_toc: list[Entry], chosen: set[int]) -> set[int]:

@@ -166,3 +166,22 @@ def test_a_partition_restored_alone_is_attached_last_and_adopts_its_indexes():
     )  # fmt: skip
     assert _ids(chosen.schema_entries) == [216, 3228, 3226]  # no foreign key: they exist
     assert _ids(chosen.attach_last) == [3225]
+
+
+def test_what_went_with_a_dropped_schema_comes_back_on_the_tables_that_remain():
+    """DROP SCHEMA s CASCADE took the trigger of public.x that calls s.f: --schema s
+    brings it back, though x was never dropped."""
+    entries = parse(
+        "5; 2615 16390 SCHEMA - s postgres\n"
+        "200; 1255 16391 FUNCTION s f() postgres\n;\tdepends on: 5\n"
+        "214; 1259 16392 TABLE public x postgres\n"
+        "3300; 2620 16393 TRIGGER public x x_f postgres\n;\tdepends on: 200 214\n"
+    )
+    manifest = ManifestV2.model_construct(
+        tables=[], parts=[], relations=[TableObjects(schema="public", table="x")]
+    )
+    chosen = select(
+        manifest, entries, tables=[], schemas=["s"],
+        existing={("public", "x")}, existing_schemas={"public"},
+    )  # fmt: skip
+    assert _ids(chosen.schema_entries) == [5, 200, 3300]
