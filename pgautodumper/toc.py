@@ -214,14 +214,15 @@ _DROPS = ["--clean", "--if-exists", "-f", "-"]
 def _drops_of(script: bytes) -> bytes:
     lines = script.split(b"\n")
     # The header ends at the first empty line after the fixed SET statements; the
-    # drops end where the first entry's comment block ("--") begins.
+    # drops end where the first entry begins: its tablespace or access method (a SET
+    # the target may refuse: the tablespace may be missing), or its comment block.
     end = next(
         (i for i, line in enumerate(lines) if line.startswith((b"SET ", b"SELECT pg_catalog"))),
         len(lines),
     )
     while end < len(lines) and lines[end]:
         end += 1
-    while end < len(lines) and lines[end] != b"--" and not lines[end].startswith(b"\\"):
+    while end < len(lines) and not lines[end].startswith((b"--", b"\\", b"SET ")):
         end += 1
     return b"\n".join(lines[:end]).rstrip() + b"\n"
 

@@ -16,6 +16,8 @@ import pytest
 from tests.conftest import run_cli
 from tests.integration.format2 import Databases, backup, contents, differences, schema_key
 
+pytestmark = pytest.mark.background
+
 # events_a: built apart with another column order and a dropped column, then attached;
 # events_b: partitioned again. A key and an index on the root, a foreign key from it.
 SQL = """
