@@ -166,15 +166,17 @@ def into_partitions(entries: list[Entry]) -> list[Entry]:
     return found and found + [e for e in entries if e.kind == "EVENT TRIGGER"]
 
 
-# What exists only on its table, and is dropped with it.
-_ON_A_TABLE = {"CONSTRAINT", "CHECK CONSTRAINT", "INDEX", "TRIGGER", "RULE"}
+# Keys and indexes: they exist only on their table, and are dropped with it. (Rules
+# keep their DROP: the one of a view's _RETURN rule that pg_dump split out to break a
+# dependency loop empties the view, so that what it depends on can be dropped.)
+_ON_A_TABLE = {"CONSTRAINT", "CHECK CONSTRAINT", "INDEX"}
 # Entries with data blocks, and no DROP: listed, pg_restore would read a stream to its end.
 _DATA = {"TABLE DATA", "SEQUENCE SET", "BLOBS"}
 
 
 def to_drop(entries: list[Entry], whole: list[Entry]) -> list[Entry]:
-    """The entries whose DROP a clean runs: not the data, nor the keys, indexes, triggers
-    and rules of tables it drops too, which go with their table.
+    """The entries whose DROP a clean runs: not the data, nor the keys and indexes of
+    tables it drops too, which go with their table.
 
     pg_dump writes a DROP CONSTRAINT for every partition's share of a partitioned
     table's key, which PostgreSQL refuses while the partition is attached ("cannot

@@ -28,6 +28,8 @@ from tests.integration.format2 import (
     schema_key,
 )
 
+pytestmark = pytest.mark.background
+
 FIDELITY_SQL = (DATA / "fidelity.sql").read_text()
 EVENTS = 'Ünïcødé "Schema".x.Big*Table."Quoted" ÉVÉNEMENTS'
 
