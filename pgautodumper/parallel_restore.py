@@ -113,10 +113,12 @@ from pgautodumper.errors import (
     TargetPermissionError,
     TargetReadOnlyError,
     TargetServerTooOldError,
+    UsageError,
     redact,
 )
 from pgautodumper.manifest import Manifest, ManifestV2, StoredObject, TablePart
 from pgautodumper.pgtools import find_tool, leave_out_flags, server_major
+from pgautodumper.plan import HASHED_ON_AN_ENUM
 
 log = logging.getLogger(__name__)
 _Read = TypeVar("_Read")  # what a pg_restore reads from a stream (from_stream)
@@ -150,6 +152,12 @@ SELECT ARRAY(SELECT extname FROM pg_catalog.pg_extension),
        ARRAY(SELECT extname FROM pg_catalog.pg_extension
               WHERE NOT pg_catalog.pg_has_role(extowner, 'USAGE')),
        (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = CURRENT_USER)
+"""
+# Whether a table or one it is a partition of is hash-partitioned on an enum.
+_HASHED_ANCESTOR = f"""
+SELECT EXISTS (SELECT FROM pg_catalog.pg_partition_ancestors(%s::pg_catalog.regclass) a
+                 JOIN pg_catalog.pg_partitioned_table pt ON pt.partrelid = a.relid
+                WHERE {HASHED_ON_AN_ENUM})
 """
 # Where the role may not create: the database (a new schema or extension), the schemas.
 _CREATE_PRIVILEGES = """
@@ -547,6 +555,7 @@ class _Restore:
             existing=found.relations, existing_schemas=found.schemas,
         )  # fmt: skip
         self.refuse_existing(choice, found)
+        self.refuse_loaded_via_root(choice)
         # Read before anything changes in the target: a failure here leaves it as it was.
         data_entries = choice.data_entries(self.read_data_toc())
         return _Scope(
@@ -698,6 +707,28 @@ class _Restore:
                 f"table(s) {', '.join(present)} already exist in target database "
                 f"{checked.dbname} on {self.target.describe()}",
                 hint="drop them first, or pass --clean to drop and replace them",
+            )
+
+    def refuse_loaded_via_root(self, choice: selection.Selection) -> None:
+        """A partition of a table hash-partitioned on an enum does not come back alone:
+        pg_dump stored its rows to be loaded through that table (plan.HASHED_ON_AN_ENUM),
+        whose hash of the enum sends them to other partitions in another database."""
+        if not choice.attached_to:
+            return
+        with connect(self.target) as conn:
+            hashed = [
+                f"{s}.{t}"
+                for s, t in sorted(choice.attached_to)
+                if conn.execute(
+                    _HASHED_ANCESTOR, [sql.Identifier(s, t).as_string(conn)]
+                ).fetchone()[0]
+            ]
+        if hashed:
+            raise UsageError(
+                f"partitions of {', '.join(hashed)} cannot be restored alone: it is "
+                "hash-partitioned on an enum, so the backup loads their rows through it, "
+                "into whichever partition the enum's hash picks",
+                hint=f"restore the partitioned table whole: --table {hashed[0]} --clean",
             )
 
     def drop(self, schema_file: Path, drops: list[toc.Entry]) -> None:

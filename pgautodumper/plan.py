@@ -40,17 +40,21 @@ MAX_RANGE_BYTES = 1024 * MiB
 PARTS_PER_JOB = 4  # enough parts that the loaders finish together
 TID_RANGE_SCAN_VERSION = 140000
 
-# Leaf partitions under a root hash-partitioned with the enum hash opclass, which
-# pg_dump loads via the root (its getPartitioningInfo() uses the same test).
-_LOADED_VIA_ROOT = """
+# Whether a partitioned table (pg_partitioned_table pt) is hash-partitioned on an enum:
+# pg_dump loads the leaves below it via their root, since an enum's hash differs from
+# one database to the next (its getPartitioningInfo() uses the same test).
+HASHED_ON_AN_ENUM = """
+(SELECT c.oid FROM pg_catalog.pg_opclass c
+   JOIN pg_catalog.pg_am a ON a.oid = c.opcmethod
+  WHERE c.opcname = 'enum_ops' AND a.amname = 'hash'
+    AND c.opcnamespace = 'pg_catalog'::pg_catalog.regnamespace) = ANY (pt.partclass)
+"""
+# Leaf partitions under such a table.
+_LOADED_VIA_ROOT = f"""
 SELECT p.relid
   FROM pg_catalog.pg_partitioned_table pt
   CROSS JOIN LATERAL pg_catalog.pg_partition_tree(pt.partrelid) p
- WHERE p.isleaf
-   AND (SELECT c.oid FROM pg_catalog.pg_opclass c
-          JOIN pg_catalog.pg_am a ON a.oid = c.opcmethod
-         WHERE c.opcname = 'enum_ops' AND a.amname = 'hash'
-           AND c.opcnamespace = 'pg_catalog'::pg_catalog.regnamespace) = ANY (pt.partclass)
+ WHERE p.isleaf AND {HASHED_ON_AN_ENUM}
 """
 
 # The filters run first (OFFSET 0 keeps them in their subquery): the size functions

@@ -34,6 +34,7 @@ from pgautodumper.errors import (
 )
 from pgautodumper.manifest import Manifest, ManifestV2, Verdict, VerifiedTable
 from pgautodumper.parallel_restore import available_collations, available_extensions
+from pgautodumper.plan import HASHED_ON_AN_ENUM
 from pgautodumper.restore import RestoreOptions, restore
 from pgautodumper.snapshot import count_rows
 
@@ -301,7 +302,7 @@ def by_root(counts: dict[str, int], via_root: dict[str, str]) -> dict[str, int]:
 
 # Leaf partitions under a root hash-partitioned with the enum hash opclass, and their
 # root (pg_dump's getPartitioningInfo() makes the same test, as plan.py does).
-_LOADED_VIA_ROOT = """
+_LOADED_VIA_ROOT = f"""
 SELECT ln.nspname, l.relname, rn.nspname, r.relname
   FROM pg_catalog.pg_partitioned_table pt
   CROSS JOIN LATERAL pg_catalog.pg_partition_tree(pt.partrelid) p
@@ -309,11 +310,7 @@ SELECT ln.nspname, l.relname, rn.nspname, r.relname
   JOIN pg_catalog.pg_namespace ln ON ln.oid = l.relnamespace
   JOIN pg_catalog.pg_class r ON r.oid = pg_catalog.pg_partition_root(p.relid)
   JOIN pg_catalog.pg_namespace rn ON rn.oid = r.relnamespace
- WHERE p.isleaf
-   AND (SELECT c.oid FROM pg_catalog.pg_opclass c
-          JOIN pg_catalog.pg_am a ON a.oid = c.opcmethod
-         WHERE c.opcname = 'enum_ops' AND a.amname = 'hash'
-           AND c.opcnamespace = 'pg_catalog'::pg_catalog.regnamespace) = ANY (pt.partclass)
+ WHERE p.isleaf AND {HASHED_ON_AN_ENUM}
 """
 
 
