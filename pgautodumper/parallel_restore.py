@@ -155,7 +155,7 @@ SELECT ARRAY(SELECT extname FROM pg_catalog.pg_extension),
 """
 # Whether a table or one it is a partition of is hash-partitioned on an enum.
 _HASHED_ANCESTOR = f"""
-SELECT EXISTS (SELECT FROM pg_catalog.pg_partition_ancestors(%s::pg_catalog.regclass) a
+SELECT EXISTS (SELECT FROM pg_catalog.pg_partition_ancestors(pg_catalog.to_regclass(%s)) a
                  JOIN pg_catalog.pg_partitioned_table pt ON pt.partrelid = a.relid
                 WHERE {HASHED_ON_AN_ENUM})
 """
