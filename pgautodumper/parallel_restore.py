@@ -153,6 +153,15 @@ SELECT ARRAY(SELECT extname FROM pg_catalog.pg_extension),
               WHERE NOT pg_catalog.pg_has_role(extowner, 'USAGE')),
        (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = CURRENT_USER)
 """
+# The CHECK constraints of a partitioned table that a table to attach lacks.
+_MISSING_CHECKS = """
+SELECT c.conname, pg_catalog.pg_get_constraintdef(c.oid)
+  FROM pg_catalog.pg_constraint c
+ WHERE c.conrelid = pg_catalog.to_regclass(%s) AND c.contype = 'c'
+   AND NOT EXISTS (SELECT FROM pg_catalog.pg_constraint l
+                    WHERE l.conrelid = pg_catalog.to_regclass(%s) AND l.contype = 'c'
+                      AND l.conname = c.conname)
+"""
 # Whether a table or one it is a partition of is hash-partitioned on an enum.
 _HASHED_ANCESTOR = f"""
 SELECT EXISTS (SELECT FROM pg_catalog.pg_partition_ancestors(pg_catalog.to_regclass(%s)) a
@@ -359,6 +368,7 @@ class _Scope:
     with_data_archive: bool = True
     tables: list[tuple[str, str]] | None = None  # a partial restore's tables
     attach_last: list[toc.Entry] = field(default_factory=list)  # selection.Selection's
+    attachments: list[tuple[selection.Name, selection.Name]] = field(default_factory=list)
 
 
 class _Restore:
@@ -467,8 +477,26 @@ class _Restore:
                 jobs=self.request.jobs, what="foreign keys and triggers of partitioned tables",
             )  # fmt: skip
         if scope.attach_last:
+            self.give_checks(scope.attachments)
             listed = toc.write_list(self.workdir / "attach.list", scope.attach_last)
             self.pg_restore_file(schema_file, None, listed, what="partitions' attachment")
+
+    def give_checks(self, attachments: list[tuple[selection.Name, selection.Name]]) -> None:
+        """Each partition restored alone gets the CHECK constraints of its table that it
+        lacks, as they are there (NOT VALID too), since ATTACH PARTITION requires them:
+        pg_dump writes a NOT VALID one apart, on the partitioned table only, and a whole
+        restore adds it after the attachment, down to every partition."""
+        with connect(self.target, writable=True) as conn:
+            for partition, table in attachments:
+                try:
+                    _give_checks(conn, partition, table)
+                except psycopg.Error as exc:
+                    raise RestoreFailedError(
+                        f"restore of {self.manifest.dump_key} into {self.dbname}: giving "
+                        f"{'.'.join(partition)} the checks of {'.'.join(table)} failed: "
+                        f"{_first_line(exc, self.target)}",
+                        hint=INCOMPLETE_TARGET,
+                    ) from None
 
     def inspect_target(self) -> _Target:
         found = inspect(self.target)
@@ -567,6 +595,7 @@ class _Restore:
             with_data_archive=bool(data_entries),
             tables=choice.tables,
             attach_last=choice.attach_last,
+            attachments=choice.attachments,
         )
 
     def wanted_roles(self) -> roles.RoleSet | None:
@@ -713,15 +742,13 @@ class _Restore:
         """A partition of a table hash-partitioned on an enum does not come back alone:
         pg_dump stored its rows to be loaded through that table (plan.HASHED_ON_AN_ENUM),
         whose hash of the enum sends them to other partitions in another database."""
-        if not choice.attached_to:
+        if not choice.attachments:
             return
         with connect(self.target) as conn:
             hashed = [
                 f"{s}.{t}"
-                for s, t in sorted(choice.attached_to)
-                if conn.execute(
-                    _HASHED_ANCESTOR, [sql.Identifier(s, t).as_string(conn)]
-                ).fetchone()[0]
+                for s, t in sorted({table for _, table in choice.attachments})
+                if conn.execute(_HASHED_ANCESTOR, [_regclass(conn, s, t)]).fetchone()[0]
             ]
         if hashed:
             raise UsageError(
@@ -1013,9 +1040,28 @@ def _new_extensions(entries: list[toc.Entry], found: _Target) -> list[toc.Entry]
 
 
 def _exists(conn: psycopg.Connection, part: TablePart) -> bool:
-    name = sql.Identifier(part.schema_name, part.table).as_string(conn)
+    name = _regclass(conn, part.schema_name, part.table)
     row = conn.execute("SELECT pg_catalog.to_regclass(%s) IS NOT NULL", [name]).fetchone()
     return bool(row and row[0])
+
+
+def _give_checks(
+    conn: psycopg.Connection, partition: selection.Name, table: selection.Name
+) -> None:
+    missing = conn.execute(
+        _MISSING_CHECKS, [_regclass(conn, *table), _regclass(conn, *partition)]
+    ).fetchall()
+    for name, definition in missing:
+        statement = sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {}").format(
+            sql.Identifier(*partition), sql.Identifier(name), sql.SQL(definition)
+        )
+        conn.execute(statement)
+        log.info("gave %s.%s its table's constraint %s", *partition, name)
+
+
+def _regclass(conn: psycopg.Connection, schema: str, table: str) -> str:
+    """A table's name as to_regclass reads it."""
+    return sql.Identifier(schema, table).as_string(conn)
 
 
 def _guarded(job: Callable[[], None], stop: _Stop) -> None:

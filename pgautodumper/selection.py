@@ -52,7 +52,7 @@ class Selection:
     table_oids: set[int] = field(default_factory=set)
     sequence_names: set[str] = field(default_factory=set)  # Entry.rest of chosen sequences
     attach_last: list[Entry] = field(default_factory=list)  # into tables the target holds
-    attached_to: set[Name] = field(default_factory=set)  # those tables
+    attachments: list[tuple[Name, Name]] = field(default_factory=list)  # (partition, table)
 
     def data_entries(self, data_toc: list[Entry]) -> list[Entry]:
         """The remaining-data archive's entries for the chosen tables and sequences."""
@@ -165,11 +165,14 @@ def select(
         table_oids={e.oid for e in entries if e.kind in ("TABLE", "MATERIALIZED VIEW")},
         sequence_names={e.rest for e in entries if e.kind == "SEQUENCE"},
         attach_last=[e for e in schema_toc if e.dump_id in late and e.kind == "TABLE ATTACH"],
-        attached_to={
-            table_of[e.deps[1]]
+        attachments=[
+            (table_of[e.deps[0]], table_of[e.deps[1]])
             for e in schema_toc
-            if e.dump_id in late and e.kind == "TABLE ATTACH" and e.deps[1] in table_of
-        },
+            if e.dump_id in late
+            and e.kind == "TABLE ATTACH"
+            and e.deps[0] in table_of
+            and e.deps[1] in table_of
+        ],
     )
 
 
