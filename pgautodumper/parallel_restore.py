@@ -145,6 +145,12 @@ SELECT pg_catalog.count(*) FROM pg_catalog.pg_class c
                       AND d.objid = c.oid AND d.deptype = 'e')
 """
 _SCHEMAS = "SELECT nspname FROM pg_catalog.pg_namespace"
+_FOREIGN_KEYS = """
+SELECT n.nspname, r.relname, c.conname FROM pg_catalog.pg_constraint c
+  JOIN pg_catalog.pg_class r ON r.oid = c.conrelid
+  JOIN pg_catalog.pg_namespace n ON n.oid = r.relnamespace
+ WHERE c.contype = 'f' AND c.conparentid = 0
+"""
 # The extensions already there (CREATE EXTENSION IF NOT EXISTS skips them before it
 # checks a privilege), those of another owner, and whether the role is a superuser.
 _EXTENSIONS_AND_ROLE = """
@@ -270,6 +276,7 @@ class _Target:
     installed_extensions: set[str]
     foreign_extensions: set[str]  # installed, owned by a role the restorer is not
     superuser: bool
+    foreign_keys: set[str]  # "schema table name ", as pg_restore -l prints them
 
 
 class _Stop:
@@ -581,6 +588,7 @@ class _Restore:
             self.manifest, schema_toc,
             tables=self.request.tables, schemas=self.request.schemas,
             existing=found.relations, existing_schemas=found.schemas,
+            existing_keys=frozenset(found.foreign_keys),
         )  # fmt: skip
         self.refuse_existing(choice, found)
         self.refuse_loaded_via_root(choice)
@@ -1208,6 +1216,7 @@ def inspect(target: ConnectionInfo) -> _Target:
             connections = connection_budget.measure(conn, closing=True)
             count = conn.execute(USER_RELATIONS).fetchone()
             installed, foreign, superuser = conn.execute(_EXTENSIONS_AND_ROLE).fetchone()
+            keys = {" ".join(map(toc.printed, row)) + " " for row in conn.execute(_FOREIGN_KEYS)}
         except psycopg.Error as exc:
             raise DatabaseError(
                 f"cannot inspect the target database {conn.info.dbname} on "
@@ -1229,6 +1238,7 @@ def inspect(target: ConnectionInfo) -> _Target:
             installed_extensions=set(installed),
             foreign_extensions=set(foreign),
             superuser=bool(superuser),
+            foreign_keys=keys,
         )
 
 

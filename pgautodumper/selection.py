@@ -137,9 +137,11 @@ def select(
     schemas: list[str],
     existing: set[Name],
     existing_schemas: set[str],
+    existing_keys: frozenset[str] = frozenset(),
 ) -> Selection:
     """The entries and parts that restore ``tables`` and ``schemas`` into a target
-    whose relations are ``existing``."""
+    whose relations are ``existing`` and whose foreign keys ``existing_keys`` (each
+    printed as pg_restore -l does: "schema table name ")."""
     known = manifest.table_names()
     wanted = _wanted(known, schema_toc, tables, schemas)
     table_of = table_names(schema_toc, known, wanted)
@@ -155,7 +157,7 @@ def select(
             or (e.kind not in ("SCHEMA", "") and _namespace(e, namespaces) == schema)
         }
     restored = {table_of[i] for i in chosen if i in table_of}
-    chosen = _attached(schema_toc, chosen, table_of, restored, existing)
+    chosen = _attached(schema_toc, chosen, table_of, restored, existing, existing_keys)
     late = _into_existing_tables(schema_toc, chosen)
     entries = [e for e in schema_toc if e.dump_id in chosen - late]
     return Selection(
@@ -200,6 +202,7 @@ def _attached(
     table_of: dict[int, Name],
     restored: set[Name],
     existing: set[Name],
+    existing_keys: frozenset[str],
 ) -> set[int]:
     """``chosen`` and, until nothing changes, every entry attached to a chosen one whose
     other dependencies are chosen too or exist in the target."""
@@ -228,8 +231,12 @@ def _attached(
                 continue
             if entry.kind == "SEQUENCE" and not any(relation(d) for d in entry.deps):
                 continue  # a free-standing sequence is not the table's
-            if entry.kind in _OF_A_TABLE and _reached_by_attachment(entry, chosen, by_id):
-                continue
+            if (
+                entry.kind in _OF_A_TABLE
+                and _reached_by_attachment(entry, chosen, by_id)
+                and any(entry.rest.startswith(key) for key in existing_keys)
+            ):
+                continue  # it outlived the partition: a key to the partitioned table
             if any(d in chosen for d in entry.deps) and all(available(d) for d in entry.deps):
                 chosen.add(entry.dump_id)
                 grew = True
@@ -238,9 +245,10 @@ def _attached(
 
 def _reached_by_attachment(entry: Entry, chosen: set[int], by_id: dict[int, Entry]) -> bool:
     """Whether a key, index or trigger of tables the target holds, none restored, is chosen
-    only through the attachment of a restored partition: it exists (a foreign key to
-    the partitioned table outlives a dropped partition). One that depends on a restored
-    object, a function of a restored schema say, went with it and comes back."""
+    only through the attachment of a restored partition. A foreign key to the
+    partitioned table outlives a partition detached and dropped (it is then kept out),
+    not one dropped with CASCADE. One that depends on a restored object, a function of
+    a restored schema say, went with it and comes back."""
     tables = [d for d in entry.deps if d in by_id and by_id[d].kind in RELATION_KINDS]
     return (
         bool(tables)

@@ -157,15 +157,27 @@ def test_foreign_keys_and_triggers_of_partitioned_tables_come_last():
 
 def test_a_partition_restored_alone_is_attached_last_and_adopts_its_indexes():
     entries = parse(PARTITIONED)
-    tables = [TableObjects(schema="public", table=n) for n in ("kinds", "events", "events_a")]
+    tables = [
+        TableObjects(schema="public", table=n) for n in ("kinds", "events", "events_a", "notes")
+    ]
     manifest = ManifestV2.model_construct(tables=[], parts=[], relations=tables)
+    existing = {("public", "kinds"), ("public", "events"), ("public", "notes")}
+    kept = frozenset({"public notes notes_event_fkey ", "public events events_kind_fkey "})
     chosen = select(
         manifest, entries, tables=["public.events_a"], schemas=[],
-        existing={("public", "kinds"), ("public", "events"), ("public", "notes")},
-        existing_schemas={"public"},
+        existing=existing, existing_schemas={"public"}, existing_keys=kept,
     )  # fmt: skip
     assert _ids(chosen.schema_entries) == [216, 3228, 3226]  # no foreign key: they exist
     assert _ids(chosen.attach_last) == [3225]
+    assert chosen.attachments == [(("public", "events_a"), ("public", "events"))]
+
+    # DROP TABLE events_a CASCADE took the foreign key of notes to events with it.
+    cascaded = select(
+        manifest, entries, tables=["public.events_a"], schemas=[],
+        existing=existing, existing_schemas={"public"},
+        existing_keys=frozenset({"public events events_kind_fkey "}),
+    )  # fmt: skip
+    assert _ids(cascaded.schema_entries) == [216, 3228, 3226, 3247]
 
 
 def test_what_went_with_a_dropped_schema_comes_back_on_the_tables_that_remain():
