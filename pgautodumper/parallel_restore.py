@@ -22,8 +22,9 @@
                           and keys (table_indexes.py)
     3. post-data        pg_restore -j JOBS --section=post-data FILE: the other indexes,
                         constraints, foreign keys, triggers, policies, materialized
-                        view data; then, in a run of their own, the foreign keys and
-                        triggers of partitioned tables (toc.into_partitions)
+                        view data; then the index attachments of partitions one at a
+                        time, and the foreign keys and triggers of partitioned tables
+                        (toc.partitioned_steps)
        [attach]         a partition restored alone, into the table that holds it
                         (selection.py)
     4. [--analyze]      ANALYZE
@@ -469,18 +470,22 @@ class _Restore:
 
     def post_data(self, schema_file: Path, scope: _Scope, built: set[int]) -> None:
         """What the data waited for, but the indexes and keys built early: then the
-        foreign keys and triggers of partitioned tables (toc.into_partitions), then the
-        attachment of partitions restored alone (selection.Selection.attach_last)."""
-        last = toc.into_partitions(scope.schema_entries)
-        later = built | {e.dump_id for e in last}
+        index attachments, the foreign keys and triggers of partitioned tables
+        (toc.partitioned_steps), then the attachment of partitions restored alone
+        (selection.Selection.attach_last)."""
+        steps = toc.partitioned_steps(scope.schema_entries)
+        later = built | steps.ids()
         rest = [e for e in scope.schema_entries if e.dump_id not in later]
         rest_list = toc.write_list(self.workdir / "post-data.list", rest) if later else None
         self.pg_restore_file(
             schema_file, "post-data", rest_list or scope.schema_list, jobs=self.request.jobs
         )
-        if last:
+        if steps.attachments:
+            listed = toc.write_list(self.workdir / "attach-indexes.list", steps.attachments)
+            self.pg_restore_file(schema_file, "post-data", listed, what="index attachments")
+        if steps.last:
             self.pg_restore_file(
-                schema_file, "post-data", toc.write_list(self.workdir / "last.list", last),
+                schema_file, "post-data", toc.write_list(self.workdir / "last.list", steps.last),
                 jobs=self.request.jobs, what="foreign keys and triggers of partitioned tables",
             )  # fmt: skip
         if scope.attach_last:

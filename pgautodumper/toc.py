@@ -150,20 +150,47 @@ def unquoted(identifier: str) -> str:
 _RECURSING = {"FK CONSTRAINT", "TRIGGER"}
 
 
-def into_partitions(entries: list[Entry]) -> list[Entry]:
-    """The foreign keys and triggers of partitioned tables: PostgreSQL adds them to every
-    partition, locking each.
+@dataclass
+class PartitionedSteps:
+    """What post-data leaves for after itself, in this order, where partitioned tables
+    are restored (toc.partitioned_steps)."""
 
-    pg_restore -j knows only the locks on the tables an entry names, so it may run
-    one beside the INDEX ATTACH of a partition below, and each then waits for the
-    other ("deadlock detected": ALTER TABLE events ADD CONSTRAINT ... FOREIGN KEY
-    against ALTER INDEX events_b_at_idx ATTACH PARTITION events_b_old_at_idx). They
-    are restored after the rest of post-data, and the event triggers, which would
-    fire on them, after them still (pg_restore creates those last, as here).
+    attachments: list[Entry] = field(default_factory=list)  # one at a time
+    last: list[Entry] = field(default_factory=list)  # in parallel
+
+    def ids(self) -> set[int]:
+        return {e.dump_id for e in self.attachments + self.last}
+
+
+def partitioned_steps(entries: list[Entry]) -> PartitionedSteps:
+    """The index attachments of partitions; then the foreign keys and triggers of
+    partitioned tables and what depends on an index attachment; the event triggers last.
+
+    pg_restore -j runs statements whose locks it does not know of side by side. Two
+    attachments into one partitioned index, through different partitions, each see
+    the other's partition unattached, and neither marks the parent valid: it stays
+    invalid for good, and a foreign key to it then fails ("there is no unique
+    constraint matching given keys"). One at a time, the last makes it valid. A
+    foreign key or trigger on a partitioned table is added to every partition,
+    locking each, and beside an attachment below it each waits for the other
+    ("deadlock detected"). The event triggers, which would fire on all of these,
+    come last, as pg_restore creates them.
     """
+    attachments = [e for e in entries if e.kind == "INDEX ATTACH"]
+    attached = {e.dump_id for e in attachments}
     partitioned = {e.deps[1] for e in entries if e.kind == "TABLE ATTACH" and len(e.deps) > 1}
-    found = [e for e in entries if e.kind in _RECURSING and partitioned.intersection(e.deps)]
-    return found and found + [e for e in entries if e.kind == "EVENT TRIGGER"]
+    last = [
+        e
+        for e in entries
+        if e.kind != "INDEX ATTACH"
+        and (
+            attached.intersection(e.deps)
+            or (e.kind in _RECURSING and partitioned.intersection(e.deps))
+        )
+    ]
+    if not attachments and not last:
+        return PartitionedSteps()
+    return PartitionedSteps(attachments, last + [e for e in entries if e.kind == "EVENT TRIGGER"])
 
 
 # Keys and indexes: they exist only on their table, and are dropped with it. (Rules

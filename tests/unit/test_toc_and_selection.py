@@ -147,12 +147,14 @@ def test_a_clean_leaves_to_drop_table_the_keys_and_indexes_that_go_with_it():
     assert _ids(toc.to_drop(kept_table, entries)) == [3224, 3222]
 
 
-def test_foreign_keys_and_triggers_of_partitioned_tables_come_last():
+def test_index_attachments_then_keys_and_triggers_of_partitioned_tables_come_last():
     """And the event triggers after them, which would fire on them."""
     entries = parse(PARTITIONED)
-    assert _ids(toc.into_partitions(entries)) == [3240, 3246, 3247, 3400]
-    unpartitioned = [e for e in entries if e.kind != "TABLE ATTACH"]
-    assert toc.into_partitions(unpartitioned) == []
+    steps = toc.partitioned_steps(entries)
+    assert _ids(steps.attachments) == [3238, 3239]
+    assert _ids(steps.last) == [3240, 3246, 3247, 3400]  # 3247 needs 3239's index valid
+    plain = [e for e in entries if e.kind not in ("TABLE ATTACH", "INDEX ATTACH")]
+    assert toc.partitioned_steps(plain) == toc.PartitionedSteps()
 
 
 def test_a_partition_restored_alone_is_attached_last_and_adopts_its_indexes():
