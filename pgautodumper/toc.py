@@ -179,18 +179,26 @@ def partitioned_steps(entries: list[Entry]) -> PartitionedSteps:
     attachments = [e for e in entries if e.kind == "INDEX ATTACH"]
     attached = {e.dump_id for e in attachments}
     partitioned = {e.deps[1] for e in entries if e.kind == "TABLE ATTACH" and len(e.deps) > 1}
-    last = [
-        e
+    later = {
+        e.dump_id
         for e in entries
-        if e.kind != "INDEX ATTACH"
-        and (
-            attached.intersection(e.deps)
-            or (e.kind in _RECURSING and partitioned.intersection(e.deps))
-        )
-    ]
-    if not attachments and not last:
+        if attached.intersection(e.deps)
+        or (e.kind in _RECURSING and partitioned.intersection(e.deps))
+    }
+    if not attachments and not later:
         return PartitionedSteps()
-    return PartitionedSteps(attachments, last + [e for e in entries if e.kind == "EVENT TRIGGER"])
+    later |= {e.dump_id for e in entries if e.kind == "EVENT TRIGGER"}
+    # And what depends on those (a comment on such a foreign key): pg_restore takes a
+    # dependency outside its list for done.
+    grew = True
+    while grew:
+        grew = False
+        for entry in entries:
+            if entry.dump_id not in later and later.intersection(entry.deps):
+                later.add(entry.dump_id)
+                grew = True
+    last = [e for e in entries if e.dump_id in later - attached]
+    return PartitionedSteps(attachments, last)
 
 
 # Keys and indexes: they exist only on their table, and are dropped with it. (Rules

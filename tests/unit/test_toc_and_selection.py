@@ -127,6 +127,8 @@ PARTITIONED = """\
 3248; 2606 16400 FK CONSTRAINT public notes notes_kind_fkey postgres
 ;\tdepends on: 217 214 3221
 3400; 3466 16500 EVENT TRIGGER - log_ddl postgres
+3401; 0 0 COMMENT public CONSTRAINT notes_event_fkey ON notes postgres
+;\tdepends on: 3247
 """
 
 
@@ -139,7 +141,7 @@ def test_a_clean_leaves_to_drop_table_the_keys_and_indexes_that_go_with_it():
     is attached; foreign keys stay, to go before the tables they reference."""
     entries = parse(PARTITIONED)
     assert _ids(toc.to_drop(entries, entries)) == [
-        214, 215, 216, 217, 3225, 3238, 3239, 3240, 3246, 3247, 3248, 3400
+        214, 215, 216, 217, 3225, 3238, 3239, 3240, 3246, 3247, 3248, 3400, 3401
     ]  # fmt: skip
     only_a = [e for e in entries if e.dump_id in (216, 3228, 3226)]
     assert _ids(toc.to_drop(only_a, entries)) == [216]
@@ -152,7 +154,8 @@ def test_index_attachments_then_keys_and_triggers_of_partitioned_tables_come_las
     entries = parse(PARTITIONED)
     steps = toc.partitioned_steps(entries)
     assert _ids(steps.attachments) == [3238, 3239]
-    assert _ids(steps.last) == [3240, 3246, 3247, 3400]  # 3247 needs 3239's index valid
+    # 3247 needs 3239's index valid; 3401 comments on 3247.
+    assert _ids(steps.last) == [3240, 3246, 3247, 3400, 3401]
     plain = [e for e in entries if e.kind not in ("TABLE ATTACH", "INDEX ATTACH")]
     assert toc.partitioned_steps(plain) == toc.PartitionedSteps()
 
@@ -179,7 +182,7 @@ def test_a_partition_restored_alone_is_attached_last_and_adopts_its_indexes():
         existing=existing, existing_schemas={"public"},
         existing_keys=frozenset({"public events events_kind_fkey "}),
     )  # fmt: skip
-    assert _ids(cascaded.schema_entries) == [216, 3228, 3226, 3247]
+    assert _ids(cascaded.schema_entries) == [216, 3228, 3226, 3247, 3401]
 
 
 def test_what_went_with_a_dropped_schema_comes_back_on_the_tables_that_remain():
