@@ -643,11 +643,11 @@ class _Restore:
         makes cron): then pg_restore has the last word, as it does in a verify."""
         if self.request.tolerant or _new_extensions(scope.schema_entries, found):
             return
-        known = {toc.printed(s).split(" ")[0] for s in found.schemas}
+        known = {toc.first_word(s) for s in found.schemas}
         known |= {e.rest.split(" ")[1] for e in scope.schema_entries if e.kind == "SCHEMA"}
         missing = sorted(
             {
-                e.rest.split(" ", 1)[0]
+                toc.first_word(e.rest)
                 for e in scope.schema_entries
                 if e.kind in schema_grants.CREATES_IN_SCHEMA
             }

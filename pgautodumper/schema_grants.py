@@ -88,12 +88,14 @@ def owners_by_schema(
     and gives it to a role of ``owners`` (names are matched as pg_restore prints them,
     "NAMESPACE TAG OWNER"; a name with a space makes a line ambiguous, so every reading
     counts: a needless loan is taken back like the others)."""
-    by_first = _by_first_word(schemas)
+    by_first: dict[str, list[str]] = {}
+    for schema in schemas:
+        by_first.setdefault(toc.first_word(schema), []).append(schema)
     return {
         (schema, owner)
         for entry in entries
         if entry.kind in CREATES_IN_SCHEMA
-        for schema in by_first.get(entry.rest.split(" ", 1)[0], [])
+        for schema in by_first.get(toc.first_word(entry.rest), [])
         if entry.in_schema(schema)
         for owner in _owners_of(entry, owners)
     }
@@ -111,14 +113,6 @@ def database_creators(entries: Iterable[toc.Entry], owners: Iterable[str]) -> se
 
 def _owners_of(entry: toc.Entry, owners: Iterable[str]) -> list[str]:
     return [o for o in owners if entry.rest.endswith(" " + toc.printed(o))]
-
-
-def _by_first_word(names: Iterable[str]) -> dict[str, list[str]]:
-    """Names by the first word pg_restore prints of them: a line's lookup key."""
-    found: dict[str, list[str]] = {}
-    for name in names:
-        found.setdefault(toc.printed(name).split(" ")[0], []).append(name)
-    return found
 
 
 @contextlib.contextmanager

@@ -78,6 +78,12 @@ def printed(name: str) -> str:
     return name.replace("\r", " ").replace("\n", " ")
 
 
+def first_word(text: str) -> str:
+    """The first word pg_restore prints of a name, or of an entry's "NAMESPACE TAG OWNER":
+    how a schema is looked up (a name with a space prints ambiguously)."""
+    return printed(text).split(" ", 1)[0]
+
+
 def parse(listing: str) -> list[Entry]:
     entries: list[Entry] = []
     for line in listing.splitlines():
